@@ -1,0 +1,56 @@
+"""Customers, the history of who owned them, and their orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime, utcnow
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=40, unique=True)
+    name: str = Field(max_length=200)
+    found_by_employee_id: int | None = Field(default=None, foreign_key="employee.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AssignmentSource(StrEnum):
+    FOUND = "FOUND"  # the owner found the customer: base rate
+    REASSIGNMENT = "REASSIGNMENT"  # received through a request: inherited rate
+
+
+class Assignment(SQLModel, table=True):
+    """Who owned a customer from when to when. Never overwritten, only closed."""
+
+    __tablename__ = "assignment"
+    __table_args__ = (Index("ix_assignment_customer_start", "customer_id", "start_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    employee_id: int = Field(foreign_key="employee.id", index=True)
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    source: AssignmentSource = Field(default=AssignmentSource.FOUND, max_length=20)
+    request_id: int | None = Field(default=None, foreign_key="reassignment_request.id", index=True)
+
+
+class Order(SQLModel, table=True):
+    """A minimal order record; the commission engine extends it."""
+
+    __tablename__ = "customer_order"
+    __table_args__ = (Index("ix_order_customer_booked", "customer_id", "booked_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=100, unique=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    amount_fen: int
+    currency: str = Field(default="CNY", max_length=3)
+    booked_at: datetime = Field(sa_type=UTCDateTime)
+    product_line: str | None = Field(default=None, max_length=100)

@@ -1,0 +1,34 @@
+"""Settings from the environment (prefix BATON_). The only module that reads it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{ROOT / '.data' / 'baton.db'}"
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://localhost:8233"
+    task_queue: str = "baton"
+    jwt_secret: str = Field(default="dev-only-secret-change-me-in-production-0123456789",
+                            min_length=32)
+    jwt_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    org_timezone: str = "Asia/Shanghai"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    activity_threads: int = Field(default=16, ge=1)
+    data_dir: Path = ROOT / ".data"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
