@@ -258,3 +258,22 @@ class Notification(BaseModel):
     message: str
     recipient_ids: list[int] = Field(default_factory=list)
     recipient_role: Role | None = None
+
+
+class ActionRejection(StrEnum):
+    """Why an Update validator refused an action. The API maps WRONG_ACTOR to 403, others 409."""
+
+    WRONG_ACTOR = "WRONG_ACTOR"  # acting for someone else, or without the needed role
+    WRONG_STAGE = "WRONG_STAGE"
+    ALREADY_DONE = "ALREADY_DONE"  # a repeated action
+    FOUR_EYES = "FOUR_EYES"  # requester approving, or one person approving two levels
+    INVALID = "INVALID"  # the input itself is wrong (e.g. AMEND without terms)
+
+
+HTTP_STATUS_FOR_REJECTION = {
+    ActionRejection.WRONG_ACTOR: 403,
+    ActionRejection.WRONG_STAGE: 409,
+    ActionRejection.ALREADY_DONE: 409,
+    ActionRejection.FOUR_EYES: 409,
+    ActionRejection.INVALID: 422,
+}
