@@ -88,6 +88,8 @@ class CustomerFacts:
     # start times of earlier reassignments of this customer (effective or still running)
     recent_reassignments: tuple[datetime, ...] = ()
     protection_ends_at: datetime | None = None
+    # other requests for this customer that have not yet taken effect or closed
+    open_request_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,11 @@ def check_request(
                                         f"customer {cid} is inside a protection period until "
                                         f"{facts.protection_ends_at.isoformat()}",
                                         "customer_ids"))
+        if facts.open_request_ids:
+            others = ", ".join(str(r) for r in facts.open_request_ids)
+            violations.append(Violation("OPEN_REQUEST",
+                                        f"customer {cid} is already in open request {others}; "
+                                        "withdraw or finish it first", "customer_ids"))
         window_start = now - rules.cooling_off_window
         recent = [t for t in facts.recent_reassignments if t >= window_start]
         if len(recent) >= rules.cooling_off_max:

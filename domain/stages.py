@@ -8,6 +8,8 @@ from enum import StrEnum
 class Stage(StrEnum):
     SUBMITTED = "SUBMITTED"
     PENDING_APPROVAL = "PENDING_APPROVAL"
+    # departure handover only: approved, waiting for the owner's leave date
+    SCHEDULED = "SCHEDULED"
     COMMUNICATION = "COMMUNICATION"
     APPEAL_REVIEW = "APPEAL_REVIEW"
     AWAITING_SIGNATURE = "AWAITING_SIGNATURE"
@@ -45,6 +47,7 @@ PRE_EFFECTIVE_STAGES = frozenset(
     {
         Stage.SUBMITTED,
         Stage.PENDING_APPROVAL,
+        Stage.SCHEDULED,
         Stage.COMMUNICATION,
         Stage.APPEAL_REVIEW,
         Stage.AWAITING_SIGNATURE,

@@ -55,6 +55,7 @@ class RequestContext(BaseModel):
     chain: list[ApprovalLevel]
     value_fen: int
     violations: list[ViolationOut] = Field(default_factory=list)
+    hr_ids: list[int] = Field(default_factory=list)
     # set for EMPLOYEE_DEPARTURE: the owner's leave date, when the handover takes effect
     departure_effective_at: datetime | None = None
 
@@ -203,6 +204,15 @@ class SignatureWrite(BaseModel):
     credential_id: str | None = None
 
 
+class OwnershipTransfer(BaseModel):
+    workflow_id: str
+    request_id: int
+    from_employee_id: int
+    to_employee_id: int
+    customer_ids: list[int]
+    effective_at: datetime
+
+
 class TransitionRecord(BaseModel):
     """One step of the lifecycle, written in one transaction, keyed by (workflow_id, seq)."""
 
@@ -224,6 +234,7 @@ class TransitionRecord(BaseModel):
     terms: Terms | None = None
     effective_at: datetime | None = None
     protection_end: datetime | None = None
+    ownership_transfer: OwnershipTransfer | None = None
 
 
 class EscalationRequest(BaseModel):
@@ -239,15 +250,6 @@ class EscalationRequest(BaseModel):
 
 class EscalationResult(BaseModel):
     escalation_approver_id: int | None
-
-
-class OwnershipTransfer(BaseModel):
-    workflow_id: str
-    request_id: int
-    from_employee_id: int
-    to_employee_id: int
-    customer_ids: list[int]
-    effective_at: datetime
 
 
 class Notification(BaseModel):

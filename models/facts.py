@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from domain.approval_chain import OrgPerson, OrgSnapshot, OrgUnitNode
 from domain.policy import CustomerFacts, EmployeeFacts
-from domain.stages import TERMINAL_STAGES, Role, Stage
+from domain.stages import PRE_EFFECTIVE_STAGES, TERMINAL_STAGES, Role, Stage
 from models.customer import Assignment, Customer, Order
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
 from models.reassignment import ReassignmentRequest, RequestCustomer
@@ -58,6 +58,7 @@ def customer_facts(
     )
     reassignments: dict[int, list[datetime]] = {cid: [] for cid in ids}
     protection: dict[int, datetime] = {}
+    open_requests: dict[int, list[int]] = {cid: [] for cid in ids}
     rows = session.exec(
         select(RequestCustomer.customer_id, ReassignmentRequest)
         .join(ReassignmentRequest, col(ReassignmentRequest.id) == RequestCustomer.request_id)
@@ -67,6 +68,8 @@ def customer_facts(
         if request.id == exclude_request_id or request.stage in _NOT_COUNTED_FOR_COOLING_OFF:
             continue
         reassignments[customer_id].append(request.created_at)
+        if request.stage in PRE_EFFECTIVE_STAGES and request.id is not None:
+            open_requests[customer_id].append(request.id)
         if request.protection_end is not None and request.stage not in TERMINAL_STAGES:
             protection[customer_id] = max(protection.get(customer_id, request.protection_end),
                                           request.protection_end)
@@ -76,6 +79,7 @@ def customer_facts(
             current_owner_id=owners.get(cid),
             recent_reassignments=tuple(reassignments[cid]),
             protection_ends_at=protection.get(cid),
+            open_request_ids=tuple(open_requests[cid]),
         )
         for cid in ids
         if cid in known

@@ -27,6 +27,8 @@ class ReassignmentRequest(SQLModel, table=True):
     reason: str = Field(max_length=40)
     note: str | None = Field(default=None, max_length=2000)
     stage: Stage = Field(default=Stage.SUBMITTED, max_length=30, index=True)
+    # seq of the transition that set `stage`; an older write that lands late never wins
+    last_transition_seq: int = 0
     stage_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     policy_version_id: int = Field(foreign_key="policy_version.id")
     terms: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

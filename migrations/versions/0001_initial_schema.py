@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 081886579995
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 08:54:23.770985
+Create Date: 2026-11-30 08:57:27.624525
 """
 from collections.abc import Sequence
 
@@ -116,7 +116,8 @@ def upgrade() -> None:
     sa.Column('customer_ids', sa.JSON(), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-    sa.Column('stage', sa.Enum('SUBMITTED', 'PENDING_APPROVAL', 'COMMUNICATION', 'APPEAL_REVIEW', 'AWAITING_SIGNATURE', 'EFFECTIVE', 'PROTECTION', 'COMPLETED', 'REJECTED', 'WITHDRAWN', 'CANCELLED', 'DECLINED', 'EXPIRED_NO_CONSENT', name='stage'), nullable=False),
+    sa.Column('stage', sa.Enum('SUBMITTED', 'PENDING_APPROVAL', 'SCHEDULED', 'COMMUNICATION', 'APPEAL_REVIEW', 'AWAITING_SIGNATURE', 'EFFECTIVE', 'PROTECTION', 'COMPLETED', 'REJECTED', 'WITHDRAWN', 'CANCELLED', 'DECLINED', 'EXPIRED_NO_CONSENT', name='stage'), nullable=False),
+    sa.Column('last_transition_seq', sa.Integer(), nullable=False),
     sa.Column('stage_deadline', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('policy_version_id', sa.Integer(), nullable=False),
     sa.Column('terms', sa.JSON(), nullable=False),
