@@ -16,6 +16,10 @@ class Settings(BaseSettings):
 
     database_url: str = f"sqlite:///{ROOT / '.data' / 'baton.db'}"
     temporal_address: str = "localhost:7233"
+    # ports of the embedded dev server that `cli.py dev` starts; it points the children's
+    # BATON_TEMPORAL_ADDRESS at 127.0.0.1:<temporal_port>
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "baton"

@@ -1,0 +1,56 @@
+# Baton developer commands. GNU make; needs only python3 (3.11+) on a fresh machine.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_INITDB := /usr/lib/postgresql/15/bin/initdb
+PYTEST_ARGS ?=
+
+.PHONY: help install postgres run test lint fmt
+
+help:
+	@echo "make install  create .venv and install Baton with its dev dependencies"
+	@echo "make run      start the embedded stack: Temporal dev server + UI, worker, API, demo data"
+	@echo "make test     run the whole test suite (PYTEST_ARGS='-k ...' to narrow it)"
+	@echo "make lint     ruff check"
+	@echo "make fmt      ruff format"
+
+install: $(STAMP) postgres
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Baton needs Python 3.11 or newer ($(PYTHON) is too old)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+# The test suite also runs against PostgreSQL 15; install it where we may (root + apt).
+postgres:
+	@if [ ! -x $(PG_INITDB) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update && apt-get install -y postgresql-15; \
+		else \
+			echo "note: $(PG_INITDB) is missing; the PostgreSQL tests cannot run" >&2; \
+		fi; \
+	fi
+
+run: install
+	$(BIN)/python cli.py dev
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+fmt: install
+	$(BIN)/ruff format .
