@@ -1,0 +1,126 @@
+"""Time-skipping Temporal server plus a real worker with real activities on a test database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.policy import PolicyRules, default_terms
+from domain.stages import Reason, Stage
+from domain.workflow_dto import ReassignmentInput, ReassignmentState, workflow_id_for
+from models import PolicyVersion, ReassignmentRequest, RequestCustomer
+from models.db import SessionFactory
+from models.facts import trailing_revenue_fen
+from models.types import utcnow
+from temporal_client import register_search_attributes
+from tests.conftest import binary
+from tests.factories import SmallOrg
+from worker import build_worker
+from workflows import search_attributes as sa
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    client: Client
+    sessions: SessionFactory
+    org: SmallOrg
+    task_queue: str
+
+    def submit(self, *, requester: int, from_id: int, to_id: int, customers: list[int],
+               reason: Reason = Reason.TERRITORY_REALIGNMENT) -> int:
+        """Write a request as the API would (validated there), returning its id."""
+        with self.sessions() as session:
+            policy = session.get(PolicyVersion, self.org.policy_version_id)
+            assert policy is not None
+            rules = PolicyRules.model_validate(policy.rules)
+            request = ReassignmentRequest(
+                idempotency_key=str(uuid.uuid4()), payload_hash="0" * 64,
+                requester_id=requester, from_employee_id=from_id, to_employee_id=to_id,
+                customer_ids=customers, reason=reason.value, policy_version_id=policy.id,
+                terms=default_terms(rules).model_dump(mode="json"),
+                value_fen=trailing_revenue_fen(session, customers, utcnow().replace(year=2020)),
+            )
+            session.add(request)
+            session.flush()
+            assert request.id is not None
+            request.workflow_id = workflow_id_for(request.id)
+            for c in customers:
+                session.add(RequestCustomer(request_id=request.id, customer_id=c))
+            return request.id
+
+    async def start(self, request_id: int, from_id: int, to_id: int,
+                    customers: list[int]) -> WorkflowHandle:
+        return await self.client.start_workflow(
+            "ReassignmentWorkflow", ReassignmentInput(request_id=request_id),
+            id=workflow_id_for(request_id), task_queue=self.task_queue,
+            search_attributes=sa.initial(request_id=request_id, customer_ids=customers,
+                                         from_employee_id=from_id, to_employee_id=to_id),
+            result_type=ReassignmentState,
+        )
+
+    async def submit_and_start(self, **kwargs) -> WorkflowHandle:
+        request_id = self.submit(**kwargs)
+        return await self.start(request_id, kwargs["from_id"], kwargs["to_id"],
+                                kwargs["customers"])
+
+
+async def state_of(handle: WorkflowHandle) -> ReassignmentState:
+    return await handle.query("get_state", result_type=ReassignmentState)
+
+
+async def wait_until(handle: WorkflowHandle, predicate: Callable[[ReassignmentState], bool],
+                     timeout: float = 20.0) -> ReassignmentState:
+    """Poll the query in real time (time does not skip while we poll)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        state = await state_of(handle)
+        if predicate(state):
+            return state
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met; last state {state.stage}: {state}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_stage(handle: WorkflowHandle, stage: Stage, timeout: float = 20.0,
+                     level: int | None = None) -> ReassignmentState:
+    return await wait_until(
+        handle,
+        lambda s: s.stage == stage and (level is None or (
+            s.current_level == level and s.levels[level - 1].status == "PENDING"
+            and bool(s.history) and s.history[-1].event != "APPROVED")),
+        timeout,
+    )
+
+
+@pytest_asyncio.fixture
+async def harness(time_env: WorkflowEnvironment, sessions: SessionFactory,
+                  org: SmallOrg) -> AsyncIterator[Harness]:
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(time_env.client, sessions, task_queue)
+    async with worker:
+        yield Harness(time_env, time_env.client, sessions, org, task_queue)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,53 @@
+from datetime import timedelta
+
+from sqlmodel import select
+
+from domain.stages import Stage
+from domain.workflow_dto import ActionInput, ReassignmentState, SignInput
+from models import Assignment, AssignmentSource, ReassignmentRequest
+from tests.workflow.conftest import state_of, wait_stage
+
+
+def _owners(sessions, customers):
+    with sessions() as s:
+        rows = s.exec(select(Assignment).where(Assignment.customer_id.in_(customers))).all()
+        return rows
+
+
+async def test_full_lifecycle_approve_sign_effective_protection_completed(harness):
+    org = harness.org
+    moved = org.customers_a1[:2]
+    handle = await harness.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
+                                            to_id=org.sales_a2, customers=moved)
+    state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
+    # requester (manager_a) is skipped: director, then the CEO (director above), then HR
+    assert [lv.approver_id for lv in state.levels] == [org.director, org.ceo, org.hr_head]
+    for level in state.levels:
+        await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
+        await handle.execute_update("approve", ActionInput(actor_id=level.approver_id),
+                                    result_type=ReassignmentState)
+    state = await wait_stage(handle, Stage.COMMUNICATION)
+    # ownership has not moved yet
+    assert {a.employee_id for a in _owners(harness.sessions, moved) if a.end_at is None} == {
+        org.sales_a1}
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li Sales"),
+                                result_type=ReassignmentState)
+    await harness.env.sleep(timedelta(minutes=11))
+    state = await wait_stage(handle, Stage.PROTECTION)
+    assert state.effective_at is not None and state.protection_end is not None
+    rows = _owners(harness.sessions, moved)
+    open_rows = [a for a in rows if a.end_at is None]
+    closed_rows = [a for a in rows if a.end_at is not None]
+    assert {a.employee_id for a in open_rows} == {org.sales_a2}
+    assert all(a.source == AssignmentSource.REASSIGNMENT and a.start_at == state.effective_at
+               for a in open_rows)
+    assert {a.employee_id for a in closed_rows} == {org.sales_a1}
+    assert all(a.end_at == state.effective_at for a in closed_rows)
+    final = await handle.result()
+    assert final.stage == Stage.COMPLETED
+    with harness.sessions() as s:
+        request = s.get(ReassignmentRequest, final.request_id)
+        assert request.stage == Stage.COMPLETED and request.closed_at is not None
+        assert request.protection_end == final.protection_end
+    assert [h.event for h in (await state_of(handle)).history][-3:] == [
+        "OWNERSHIP_TRANSFERRED", "PROTECTION_STARTED", "PROTECTION_ENDED"]
