@@ -1,0 +1,1 @@
+"""Baton's HTTP API (FastAPI). Run with `uvicorn api.main:app`."""

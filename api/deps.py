@@ -1,0 +1,116 @@
+"""FastAPI dependencies: settings, database sessions, the caller, the Temporal client."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
+from temporalio.client import Client
+
+from api.problems import Problem, temporal_unavailable_problem
+from api.security import BEARER_CHALLENGE, Actor, AuthError, check_still_active, decode_token
+from api.temporal import TemporalConnector, TemporalUnavailable
+from domain.stages import Role
+from models.db import SessionFactory
+from settings import Settings
+
+API_PREFIX = "/api/v1"
+
+# auto_error=False: a missing token is answered with our own problem+json 401.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session_factory(request: Request) -> SessionFactory:
+    sessions: SessionFactory = request.app.state.sessions
+    return sessions
+
+
+def get_session(sessions: Annotated[SessionFactory, Depends(get_session_factory)]
+                ) -> Iterator[Session]:
+    """One transactional session per request (commit on success, roll back on error).
+
+    Keep it out of routes that await Temporal: on SQLite every transaction holds the write
+    lock, and the worker's activities need it to finish the very update being awaited.
+    """
+    with sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def auth_problem(err: AuthError) -> Problem:
+    return Problem(401, err.slug, err.title, err.detail, headers=BEARER_CHALLENGE)
+
+
+def get_current_actor(
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+) -> Actor:
+    if not token:
+        raise Problem(401, "not-authenticated", "Not authenticated",
+                      "Send an access token as `Authorization: Bearer <token>`; get one from "
+                      "POST /api/v1/auth/login.", headers=BEARER_CHALLENGE)
+    try:
+        actor = decode_token(token, settings)
+        with sessions() as session:  # short: never hold a DB transaction across a request
+            check_still_active(session, actor)
+    except AuthError as err:
+        raise auth_problem(err) from err
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(get_current_actor)]
+
+
+def require_roles(actor: Actor, *roles: Role, action: str) -> None:
+    if not actor.has_any(*roles):
+        need = ", ".join(r.value for r in roles)
+        raise Problem(403, "forbidden-role", "Role required",
+                      f"To {action} you need one of the roles: {need}. Your roles: "
+                      f"{', '.join(sorted(actor.roles)) or 'none'}.")
+
+
+def _connector(request: Request) -> TemporalConnector:
+    connector: TemporalConnector = request.app.state.temporal
+    return connector
+
+
+async def get_temporal_client(request: Request) -> Client:
+    """The Temporal client, connected on first use. Tests override this dependency."""
+    try:
+        return await _connector(request).get()
+    except TemporalUnavailable as exc:
+        raise temporal_unavailable_problem() from exc
+
+
+async def get_optional_temporal_client(request: Request) -> Client | None:
+    """Like get_temporal_client, but None when Temporal is down, for routes that degrade.
+
+    Honours an override of get_temporal_client (overrides are plain callables in practice),
+    so a test that swaps the client swaps it everywhere.
+    """
+    override: Any = request.app.dependency_overrides.get(get_temporal_client)
+    try:
+        if override is not None:
+            result = override()
+            return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+        return await _connector(request).get()
+    except (TemporalUnavailable, Problem):
+        return None
+
+
+TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+OptionalTemporalClientDep = Annotated[Client | None, Depends(get_optional_temporal_client)]

@@ -1,0 +1,50 @@
+"""The FastAPI application: `uvicorn api.main:app`, or `create_app(settings)` in tests."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import API_PREFIX
+from api.problems import (
+    Problem,
+    install_problem_handlers,
+    problem_response,
+    temporal_unavailable_problem,
+)
+from api.routes import api_router
+from api.temporal import TemporalConnector, TemporalUnavailable
+from models.db import engine_for, session_factory
+from settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Baton",
+        version="0.1.0",
+        summary="Lawful, durable reassignment of sales customers.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    engine = engine_for(settings.database_url)  # builds no connection until first use
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    # Temporal is connected on first use, so the API starts (and reads) while it is down.
+    app.state.temporal = TemporalConnector(settings)
+
+    install_problem_handlers(app)
+
+    async def _on_temporal_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(request, temporal_unavailable_problem())
+
+    app.add_exception_handler(TemporalUnavailable, _on_temporal_unavailable)
+    app.include_router(api_router, prefix=API_PREFIX)
+    return app
+
+
+app = create_app()
+
+__all__ = ["Problem", "app", "create_app"]

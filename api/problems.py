@@ -1,0 +1,193 @@
+"""RFC 9457 problem details: every error the API answers is application/problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://baton.dev/problems/"
+
+
+class FieldError(BaseModel):
+    field: str | None = None
+    code: str
+    message: str
+    location: str | None = None  # body, query, header, path
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error response (documented in OpenAPI)."""
+
+    type: str = Field(examples=[PROBLEM_BASE + "validation-failed"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+class Problem(Exception):  # noqa: N818  (a problem is the answer, not a bug)
+    """Raise anywhere in a request to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {slug}: {detail}")
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def with_extra(self, **members: Any) -> Problem:
+        """Add extension members (RFC 9457 section 3.2), e.g. the id of a saved request."""
+        self.extra.update(members)
+        return self
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+    }
+    if problem.errors is not None:
+        body["errors"] = [e.model_dump(exclude_none=True) for e in problem.errors]
+    body.update(problem.extra)
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers,
+                        media_type=PROBLEM_MEDIA_TYPE)
+
+
+# Generic problems for HTTPExceptions raised by FastAPI/Starlette themselves (404 route, 405...).
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    415: "unsupported-media-type",
+    422: "validation-failed",
+    429: "too-many-requests",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+_HINTS = {
+    404: "No resource at this path. See /docs for the API's routes.",
+    405: "This path does not accept that HTTP method. See /docs for the allowed methods.",
+}
+
+
+def _status_title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _field_path(loc: Sequence[Any]) -> tuple[str | None, str | None]:
+    """('body', 'customer_ids', 0) -> ('body', 'customer_ids.0')."""
+    if not loc:
+        return None, None
+    location = str(loc[0]) if loc[0] in ("body", "query", "header", "path", "cookie") else None
+    rest = loc[1:] if location else loc
+    return location, ".".join(str(p) for p in rest) or None
+
+
+def validation_errors(raw: Sequence[Any]) -> list[FieldError]:
+    errors = []
+    for err in raw:
+        location, field = _field_path(err.get("loc", ()))
+        errors.append(FieldError(field=field, location=location,
+                                 code=str(err.get("type", "invalid")),
+                                 message=str(err.get("msg", "invalid value"))))
+    return errors
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else _status_title(status)
+    if detail == _status_title(status) and status in _HINTS:
+        detail = _HINTS[status]
+    problem = Problem(status, _SLUGS.get(status, f"http-{status}"), _status_title(status), detail,
+                      headers=exc.headers)
+    return problem_response(request, problem)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    where = ", ".join(sorted({f"{e.location}:{e.field}" if e.location else str(e.field)
+                              for e in errors}))
+    problem = Problem(
+        422, "validation-failed", "The request is not valid",
+        f"Fix these fields and send the request again: {where}. Each entry in `errors` says "
+        "what is wrong.",
+        errors=errors,
+    )
+    return problem_response(request, problem)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    problem = Problem(500, "internal-error", "Internal server error",
+                      "Something went wrong on the server. The error was logged; try again later.")
+    return problem_response(request, problem)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+def temporal_unavailable_problem(detail: str | None = None) -> Problem:
+    return Problem(
+        503, "temporal-unavailable", "Workflow service unavailable",
+        detail or "The workflow service (Temporal) cannot be reached right now. Nothing was "
+        "changed by this call; try again in a moment.",
+        headers={"Retry-After": "5"},
+    )
+
+
+# Shared OpenAPI fragment: routes list their error statuses with the problem schema.
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "model": ProblemDetails,
+            "description": _status_title(status),
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,268 @@
+"""Reassignment requests: submit, list, read, act on, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError
+
+from api.deps import (
+    CurrentActor,
+    OptionalTemporalClientDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+)
+from api.problems import Problem, problem_responses, temporal_unavailable_problem, validation_errors
+from api.schemas import (
+    ApproveIn,
+    AuditList,
+    ReasonIn,
+    RequestDetail,
+    RequestOut,
+    RequestPage,
+    ResolveAppealIn,
+    SignIn,
+    SubmitIn,
+)
+from api.security import Actor
+from api.services import reassignments as service
+from api.services.workflow_calls import closed_problem, execute_action, live_state
+from domain.stages import Stage
+from domain.workflow_dto import (
+    ActionInput,
+    ReasonedActionInput,
+    ReassignmentState,
+    ResolveAppealInput,
+    SignInput,
+)
+from models.db import SessionFactory
+
+router = APIRouter(prefix="/reassignments", tags=["reassignments"])
+
+MAX_KEY_LENGTH = 200  # the column's width
+
+
+def _check_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Problem(400, "idempotency-key-missing", "Idempotency-Key header required",
+                      "Send an `Idempotency-Key` header with a unique value (e.g. a UUID) per "
+                      "new request. Reuse the same key when retrying the same request, so it "
+                      "is never recorded twice.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise Problem(400, "idempotency-key-invalid", "Idempotency-Key too long",
+                      f"The Idempotency-Key may be at most {MAX_KEY_LENGTH} characters; a UUID "
+                      "is a good choice.")
+    return key.strip()
+
+
+@router.post(
+    "",
+    response_model=RequestOut,
+    status_code=201,
+    responses={200: {"model": RequestOut, "description": "repeat of an earlier submit"},
+               **problem_responses(400, 401, 403, 409, 422, 503)},
+)
+async def submit(
+    body: SubmitIn,
+    request: Request,
+    response: Response,
+    actor: CurrentActor,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    client: OptionalTemporalClientDep,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key",
+        description="REQUIRED. A unique value per new request; reuse it to retry safely.",
+    )] = None,
+) -> RequestOut:
+    """Propose moving customers from A to B. Idempotent per (requester, Idempotency-Key)."""
+    key = _check_key(idempotency_key)
+    submission = await run_in_threadpool(service.submit_request, sessions, actor, body, key)
+    out = submission.request
+    if submission.needs_start:
+        # The row is committed first: if Temporal is down it stays SUBMITTED, and a retry
+        # with the same key finds it and starts the workflow.
+        retry = (f"Request {out.id} was saved, but its workflow could not be started. Send "
+                 "the same request again with the same Idempotency-Key to start it.")
+        if client is None:
+            raise temporal_unavailable_problem(retry).with_extra(request_id=out.id)
+        try:
+            await service.start_workflow(client, settings, out)
+        except RPCError as exc:
+            raise temporal_unavailable_problem(f"{retry} ({exc.message})").with_extra(
+                request_id=out.id) from exc
+    response.status_code = 201 if submission.created else 200
+    response.headers["Location"] = str(request.url_for("get_request", request_id=out.id).path)
+    return out
+
+
+@router.get("", response_model=RequestPage, responses=problem_responses(401, 422))
+def list_requests(
+    actor: CurrentActor,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    stage: Stage | None = None,
+    from_employee_id: int | None = None,
+    to_employee_id: int | None = None,
+    customer_id: int | None = None,
+    requester_id: int | None = None,
+) -> RequestPage:
+    """Requests within the caller's scope, newest first."""
+    filters = service.RequestFilters(stage=stage, from_employee_id=from_employee_id,
+                                     to_employee_id=to_employee_id, customer_id=customer_id,
+                                     requester_id=requester_id)
+    return service.list_requests(session, actor, filters, limit, offset)
+
+
+def _detail(sessions: SessionFactory, actor: Actor, request_id: int) -> service.DetailRecord:
+    with sessions() as session:
+        return service.detail_record(session, actor, request_id)
+
+
+@router.get("/{request_id}", name="get_request", response_model=RequestDetail,
+            responses=problem_responses(401, 404))
+async def get_request(request_id: int, actor: CurrentActor, sessions: SessionFactoryDep,
+                      client: OptionalTemporalClientDep) -> RequestDetail:
+    """The stored record, plus `live`: the workflow's own state, when Temporal answers."""
+    record = await run_in_threadpool(_detail, sessions, actor, request_id)
+    live, live_error = None, "the workflow service (Temporal) is unavailable"
+    if client is not None and record.request.workflow_id:
+        live, live_error = await live_state(client, record.request.workflow_id)
+    return RequestDetail(**record.request.model_dump(), approval_steps=record.approval_steps,
+                         appeals=record.appeals, signature=record.signature, live=live,
+                         live_error=live_error)
+
+
+@router.get("/{request_id}/audit", response_model=AuditList,
+            responses=problem_responses(401, 404))
+def get_audit(request_id: int, actor: CurrentActor, session: SessionDep) -> AuditList:
+    """The request's audit events, in chain order."""
+    return AuditList(request_id=request_id,
+                     items=service.audit_events(session, actor, request_id))
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+ACTION_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503, 504)
+
+
+def _workflow_of(sessions: SessionFactory, request_id: int) -> tuple[str | None, Stage]:
+    with sessions() as session:
+        request = service.get_existing(session, request_id)
+        return request.workflow_id, Stage(request.stage)
+
+
+async def _act(
+    request_id: int, sessions: SessionFactory, client: OptionalTemporalClientDep, update: str,
+    build: Callable[[], ActionInput],
+) -> ReassignmentState:
+    """Shared path of every action: 404, build the input (actor from the token), Update."""
+    workflow_id, stage = await run_in_threadpool(_workflow_of, sessions, request_id)
+    if workflow_id is None:
+        raise closed_problem(request_id, stage)
+    try:
+        arg = build()
+    except ValidationError as exc:
+        raise Problem(422, "validation-failed", "The action is not valid",
+                      "Fix the fields listed in `errors` and send the action again.",
+                      errors=validation_errors(exc.errors())) from exc
+    if client is None:
+        raise temporal_unavailable_problem()
+    return await execute_action(client, request_id=request_id, workflow_id=workflow_id,
+                                stage=stage, update=update, arg=arg)
+
+
+def _who(actor: Actor) -> dict[str, Any]:
+    return {"actor_id": actor.employee_id, "actor_roles": sorted(actor.roles)}
+
+
+@router.post("/{request_id}/approve", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def approve(request_id: int, body: ApproveIn, actor: CurrentActor,
+                  sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                  ) -> ReassignmentState:
+    """Approve the level you are the (or an escalation) approver of."""
+    return await _act(request_id, sessions, client, "approve",
+                      lambda: ActionInput(**_who(actor), comment=body.comment))
+
+
+@router.post("/{request_id}/reject", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def reject(request_id: int, body: ReasonIn, actor: CurrentActor,
+                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                 ) -> ReassignmentState:
+    """Reject at your approval level; the request ends REJECTED."""
+    return await _act(request_id, sessions, client, "reject",
+                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+
+
+@router.post("/{request_id}/withdraw", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def withdraw(request_id: int, body: ReasonIn, actor: CurrentActor,
+                   sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                   ) -> ReassignmentState:
+    """The requester takes the request back (before it takes effect)."""
+    return await _act(request_id, sessions, client, "withdraw",
+                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+
+
+@router.post("/{request_id}/cancel", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def cancel(request_id: int, body: ReasonIn, actor: CurrentActor,
+                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                 ) -> ReassignmentState:
+    """HR (or another authorised role) stops the request before it takes effect."""
+    return await _act(request_id, sessions, client, "cancel",
+                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+
+
+@router.post("/{request_id}/appeal", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def appeal(request_id: int, body: ReasonIn, actor: CurrentActor,
+                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                 ) -> ReassignmentState:
+    """The affected salesperson appeals during the communication window."""
+    return await _act(request_id, sessions, client, "appeal",
+                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+
+
+@router.post("/{request_id}/resolve-appeal", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def resolve_appeal(request_id: int, body: ResolveAppealIn, actor: CurrentActor,
+                         sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                         ) -> ReassignmentState:
+    """HR upholds the request, amends its terms, or cancels it."""
+    return await _act(request_id, sessions, client, "resolve_appeal",
+                      lambda: ResolveAppealInput(**_who(actor), outcome=body.outcome,
+                                                 amended_terms=body.amended_terms,
+                                                 comment=body.comment))
+
+
+@router.post("/{request_id}/sign", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def sign(request_id: int, body: SignIn, http: Request, actor: CurrentActor,
+               sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+               ) -> ReassignmentState:
+    """The affected salesperson signs the agreement; the evidence is taken from this call."""
+    ip = http.client.host if http.client else None
+    user_agent = (http.headers.get("user-agent") or "")[:500] or None
+    return await _act(request_id, sessions, client, "sign",
+                      lambda: SignInput(**_who(actor), typed_name=body.typed_name,
+                                        document_hash=body.document_hash, method="session",
+                                        ip=ip, user_agent=user_agent))
+
+
+@router.post("/{request_id}/decline", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def decline(request_id: int, body: ReasonIn, actor: CurrentActor,
+                  sessions: SessionFactoryDep, client: OptionalTemporalClientDep
+                  ) -> ReassignmentState:
+    """The affected salesperson declines; ownership does not move."""
+    return await _act(request_id, sessions, client, "decline",
+                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))

@@ -1,0 +1,185 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from domain.policy import Terms
+from domain.stages import Reason, Role, Stage
+from domain.workflow_dto import AppealOutcome, ReassignmentState
+
+
+class _Body(BaseModel):
+    # Unknown fields are refused, so nobody can believe that e.g. "actor_id" in a body counts.
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+class LoginIn(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class MeOut(BaseModel):
+    user_id: int
+    username: str
+    employee_id: int
+    employee_no: str
+    name: str
+    roles: list[Role]
+    org_unit_id: int
+    locale: str
+
+
+# --- reassignments --------------------------------------------------------------------------
+
+
+def _strip_nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+class SubmitIn(_Body):
+    from_employee_id: int = Field(description="the salesperson who owns the customers now (A)")
+    to_employee_id: int = Field(description="the salesperson who receives them (B)")
+    customer_ids: list[int] = Field(min_length=1, max_length=200)
+    reason: Reason
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RequestOut(BaseModel):
+    id: int
+    workflow_id: str | None
+    requester_id: int
+    from_employee_id: int
+    to_employee_id: int
+    customer_ids: list[int]
+    reason: str
+    note: str | None
+    stage: Stage
+    stage_deadline: datetime | None
+    policy_version_id: int
+    terms: dict[str, Any]
+    value_fen: int
+    created_at: datetime
+    updated_at: datetime
+    effective_at: datetime | None
+    protection_end: datetime | None
+    closed_at: datetime | None
+
+
+class RequestPage(BaseModel):
+    items: list[RequestOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ApprovalStepOut(BaseModel):
+    level: int
+    role: str
+    approver_id: int
+    escalated_to: list[int]
+    status: str
+    due_at: datetime | None
+    decided_by_id: int | None
+    decided_at: datetime | None
+    comment: str | None
+
+
+class AppealOut(BaseModel):
+    number: int
+    appellant_id: int
+    reason: str
+    opened_at: datetime
+    status: str
+    resolved_by_id: int | None
+    resolved_at: datetime | None
+    resolution_comment: str | None
+
+
+class SignatureOut(BaseModel):
+    signer_id: int
+    decision: str
+    at: datetime
+    typed_name: str | None
+    reason: str | None
+    method: str | None
+    document_hash: str | None
+
+
+class RequestDetail(RequestOut):
+    approval_steps: list[ApprovalStepOut]
+    appeals: list[AppealOut]
+    signature: SignatureOut | None
+    live: ReassignmentState | None = Field(
+        description="the workflow's own view (query get_state); null when unavailable")
+    live_error: str | None = None
+
+
+class AuditEventOut(BaseModel):
+    chain_index: int
+    occurred_at: datetime
+    event_type: str
+    workflow_id: str | None
+    transition_seq: int | None
+    actor_id: int | None
+    on_behalf_of: int | None
+    from_stage: str | None
+    to_stage: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditList(BaseModel):
+    request_id: int
+    items: list[AuditEventOut]
+
+
+# --- actions (the actor is the token's, never the body's) ----------------------------------
+
+
+class ApproveIn(_Body):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ReasonIn(_Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+    _nonblank = field_validator("reason")(_strip_nonblank)
+
+
+class ResolveAppealIn(_Body):
+    outcome: AppealOutcome
+    amended_terms: Terms | None = Field(default=None, description="required when outcome is AMEND")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class SignIn(_Body):
+    typed_name: str = Field(min_length=1, max_length=200)
+    document_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                      description="SHA-256 (hex) of the agreement as shown")
+
+    _nonblank = field_validator("typed_name")(_strip_nonblank)
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    database: Literal["ok", "unavailable"]
+    temporal: Literal["ok", "unavailable"]

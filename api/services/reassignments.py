@@ -1,0 +1,322 @@
+"""Reassignment requests: idempotent submission, listing, detail, audit trail.
+
+The functions that touch the database are sync and take a session factory or a session; the
+routes run them in the thread pool. None of them holds a transaction while Temporal is awaited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.problems import FieldError, Problem
+from api.schemas import (
+    AppealOut,
+    ApprovalStepOut,
+    AuditEventOut,
+    RequestOut,
+    RequestPage,
+    SignatureOut,
+    SubmitIn,
+)
+from api.security import Actor
+from api.services.scope import SUBMIT_ROLES, can_see, may_submit_for, visibility_clause
+from domain.policy import check_request, default_terms
+from domain.stages import Stage
+from domain.workflow_dto import ReassignmentInput, workflow_id_for
+from models.audit import AuditEvent, append_audit_event
+from models.db import SessionFactory
+from models.facts import customer_facts, employee_facts, trailing_revenue_fen
+from models.policy import PolicyStatus, PolicyVersion
+from models.reassignment import (
+    Appeal,
+    ApprovalStep,
+    ReassignmentRequest,
+    RequestCustomer,
+    SignatureRecord,
+)
+from settings import Settings
+from workflows import search_attributes
+
+WORKFLOW_TYPE = "ReassignmentWorkflow"  # by name: the API never imports workflow code
+VALUE_WINDOW = timedelta(days=365)
+
+
+def payload_hash(body: SubmitIn) -> str:
+    """SHA-256 of the body's canonical JSON: the same request always hashes the same."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def to_out(request: ReassignmentRequest) -> RequestOut:
+    return RequestOut.model_validate(request, from_attributes=True)
+
+
+@dataclass(frozen=True)
+class Submission:
+    request: RequestOut
+    created: bool  # False: an earlier submit with the same Idempotency-Key
+
+    @property
+    def needs_start(self) -> bool:
+        # Past SUBMITTED, the workflow's own activities moved it: it certainly runs or ran.
+        return self.request.stage == Stage.SUBMITTED
+
+
+def _find_by_key(session: Session, requester_id: int, key: str) -> ReassignmentRequest | None:
+    return session.exec(
+        select(ReassignmentRequest).where(
+            ReassignmentRequest.requester_id == requester_id,
+            ReassignmentRequest.idempotency_key == key,
+        )
+    ).first()
+
+
+def _repeat(existing: ReassignmentRequest, digest: str) -> Submission:
+    if existing.payload_hash != digest:
+        raise Problem(
+            409, "idempotency-key-reused", "Idempotency-Key reused with a different body",
+            f"Idempotency-Key was already used for request {existing.id} with a different body. "
+            "Send the same body to get that request back, or use a new key for a new request.",
+            extra={"request_id": existing.id},
+        )
+    return Submission(request=to_out(existing), created=False)
+
+
+def newest_published_policy(session: Session) -> PolicyVersion | None:
+    return session.exec(
+        select(PolicyVersion)
+        .where(PolicyVersion.status == PolicyStatus.PUBLISHED)
+        .order_by(col(PolicyVersion.published_at).desc(), col(PolicyVersion.id).desc())
+    ).first()
+
+
+def submit_request(
+    sessions: SessionFactory, actor: Actor, body: SubmitIn, idempotency_key: str,
+    *, now: datetime | None = None,
+) -> Submission:
+    """Validate and record a request, or return the one this key already made.
+
+    Problems (403, 409, 422) are raised before anything is written.
+    """
+    if not actor.has_any(*SUBMIT_ROLES):
+        need = ", ".join(r.value for r in SUBMIT_ROLES)
+        raise Problem(403, "forbidden-role", "Role required",
+                      f"Only {need} may submit a reassignment request.")
+    now = now or datetime.now(UTC)
+    digest = payload_hash(body)
+    try:
+        with sessions() as session:
+            existing = _find_by_key(session, actor.employee_id, idempotency_key)
+            if existing is not None:
+                return _repeat(existing, digest)
+            request = _validate_and_insert(session, actor, body, idempotency_key, digest, now)
+            session.flush()  # a unique-key race surfaces here, still inside the try
+            out = to_out(request)
+    except IntegrityError:
+        # Two submits with one key raced; the other one won. Answer as a repeat.
+        with sessions() as session:
+            existing = _find_by_key(session, actor.employee_id, idempotency_key)
+            if existing is None:
+                raise
+            return _repeat(existing, digest)
+    return Submission(request=out, created=True)
+
+
+def _validate_and_insert(
+    session: Session, actor: Actor, body: SubmitIn, key: str, digest: str, now: datetime,
+) -> ReassignmentRequest:
+    policy = newest_published_policy(session)
+    if policy is None or policy.id is None:
+        raise Problem(409, "no-published-policy", "No published policy",
+                      "No reassignment policy is published, so no request can start. Ask HR "
+                      "to publish a policy version.")
+    rules = policy.parsed_rules()
+    from_facts = employee_facts(session, body.from_employee_id)
+    # An unknown owner is reported with the other violations below, not as a scope refusal.
+    if from_facts is not None and not may_submit_for(session, actor, body.from_employee_id):
+        raise Problem(403, "out-of-scope", "Outside your org unit",
+                      f"Employee {body.from_employee_id} is outside your org unit, so you may "
+                      "not move their customers. Ask their manager or HR.")
+    violations = check_request(
+        rules=rules,
+        reason=body.reason,
+        from_employee=from_facts,
+        to_employee=employee_facts(session, body.to_employee_id),
+        customer_ids=body.customer_ids,
+        customers=customer_facts(session, body.customer_ids),
+        now=now,
+    )
+    if violations:
+        summary = "; ".join(v.message for v in violations)
+        raise Problem(
+            422, "policy-violation", "The request breaks the reassignment policy",
+            f"The request was not recorded: {summary}. Fix these and submit again (the same "
+            "Idempotency-Key may be reused once the body is fixed, as nothing was stored).",
+            errors=[FieldError(field=v.field, code=v.code, message=v.message)
+                    for v in violations],
+        )
+    customer_ids = list(dict.fromkeys(body.customer_ids))
+    request = ReassignmentRequest(
+        idempotency_key=key,
+        payload_hash=digest,
+        requester_id=actor.employee_id,
+        from_employee_id=body.from_employee_id,
+        to_employee_id=body.to_employee_id,
+        customer_ids=customer_ids,
+        reason=body.reason.value,
+        note=body.note,
+        stage=Stage.SUBMITTED,
+        policy_version_id=policy.id,
+        terms=default_terms(rules).model_dump(mode="json"),
+        value_fen=trailing_revenue_fen(session, customer_ids, now - VALUE_WINDOW),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(request)
+    session.flush()  # assigns the id the workflow id is made of
+    assert request.id is not None
+    request.workflow_id = workflow_id_for(request.id)
+    session.add(request)
+    session.add_all(RequestCustomer(request_id=request.id, customer_id=c) for c in customer_ids)
+    append_audit_event(session, AuditEvent(
+        occurred_at=now, event_type="REQUEST_SUBMITTED", request_id=request.id,
+        workflow_id=request.workflow_id, transition_seq=0, actor_id=actor.employee_id,
+        to_stage=Stage.SUBMITTED.value,
+        # ids only: the audit detail must not carry names or free text
+        detail={"from_employee_id": body.from_employee_id, "to_employee_id": body.to_employee_id,
+                "customer_ids": customer_ids, "policy_version_id": policy.id,
+                "reason": body.reason.value, "value_fen": request.value_fen},
+        chain_index=0, prev_hash="", hash="",
+    ))
+    return request
+
+
+async def start_workflow(client: Client, settings: Settings, request: RequestOut) -> None:
+    """Start the request's workflow; already started (or finished) is success.
+
+    REJECT_DUPLICATE: a repeat submit long after the workflow closed must not run it again.
+    Raises RPCError when Temporal cannot be reached.
+    """
+    assert request.workflow_id is not None
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            ReassignmentInput(request_id=request.id),
+            id=request.workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=search_attributes.initial(
+                request_id=request.id,
+                customer_ids=request.customer_ids,
+                from_employee_id=request.from_employee_id,
+                to_employee_id=request.to_employee_id,
+            ),
+        )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    stage: Stage | None = None
+    from_employee_id: int | None = None
+    to_employee_id: int | None = None
+    customer_id: int | None = None
+    requester_id: int | None = None
+
+
+def list_requests(
+    session: Session, actor: Actor, filters: RequestFilters, limit: int, offset: int
+) -> RequestPage:
+    conditions = []
+    scope = visibility_clause(session, actor)
+    if scope is not None:
+        conditions.append(scope)
+    if filters.stage is not None:
+        conditions.append(ReassignmentRequest.stage == filters.stage)
+    if filters.from_employee_id is not None:
+        conditions.append(ReassignmentRequest.from_employee_id == filters.from_employee_id)
+    if filters.to_employee_id is not None:
+        conditions.append(ReassignmentRequest.to_employee_id == filters.to_employee_id)
+    if filters.requester_id is not None:
+        conditions.append(ReassignmentRequest.requester_id == filters.requester_id)
+    if filters.customer_id is not None:
+        conditions.append(col(ReassignmentRequest.id).in_(
+            select(RequestCustomer.request_id).where(
+                RequestCustomer.customer_id == filters.customer_id)
+        ))
+    total = session.exec(
+        select(func.count()).select_from(ReassignmentRequest).where(*conditions)
+    ).one()
+    rows = session.exec(
+        select(ReassignmentRequest).where(*conditions)
+        .order_by(col(ReassignmentRequest.id).desc()).limit(limit).offset(offset)
+    ).all()
+    return RequestPage(items=[to_out(r) for r in rows], total=int(total), limit=limit,
+                       offset=offset)
+
+
+def not_found(request_id: int) -> Problem:
+    return Problem(404, "request-not-found", "Request not found",
+                   f"There is no reassignment request {request_id} that you may see. Check the "
+                   "id, or list your requests at GET /api/v1/reassignments.")
+
+
+def get_visible(session: Session, actor: Actor, request_id: int) -> ReassignmentRequest:
+    """The request, or 404 both when it does not exist and when it is outside the scope."""
+    request = session.get(ReassignmentRequest, request_id)
+    if request is None or not can_see(session, actor, request):
+        raise not_found(request_id)
+    return request
+
+
+def get_existing(session: Session, request_id: int) -> ReassignmentRequest:
+    request = session.get(ReassignmentRequest, request_id)
+    if request is None:
+        raise not_found(request_id)
+    return request
+
+
+@dataclass(frozen=True)
+class DetailRecord:
+    request: RequestOut
+    approval_steps: list[ApprovalStepOut]
+    appeals: list[AppealOut]
+    signature: SignatureOut | None
+
+
+def detail_record(session: Session, actor: Actor, request_id: int) -> DetailRecord:
+    request = get_visible(session, actor, request_id)
+    steps = session.exec(select(ApprovalStep).where(ApprovalStep.request_id == request_id)
+                         .order_by(col(ApprovalStep.level))).all()
+    appeals = session.exec(select(Appeal).where(Appeal.request_id == request_id)
+                           .order_by(col(Appeal.number))).all()
+    signature = session.exec(select(SignatureRecord)
+                             .where(SignatureRecord.request_id == request_id)).first()
+    return DetailRecord(
+        request=to_out(request),
+        approval_steps=[ApprovalStepOut.model_validate(s, from_attributes=True) for s in steps],
+        appeals=[AppealOut.model_validate(a, from_attributes=True) for a in appeals],
+        signature=SignatureOut.model_validate(signature, from_attributes=True)
+        if signature else None,
+    )
+
+
+def audit_events(session: Session, actor: Actor, request_id: int) -> list[AuditEventOut]:
+    get_visible(session, actor, request_id)
+    events = session.exec(select(AuditEvent).where(AuditEvent.request_id == request_id)
+                          .order_by(col(AuditEvent.chain_index))).all()
+    return [AuditEventOut.model_validate(e, from_attributes=True) for e in events]

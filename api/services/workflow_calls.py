@@ -1,0 +1,116 @@
+"""Calls into a request's running workflow: human actions (Updates) and its live state (Query).
+
+Maps what Temporal answers to problem documents the client can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.problems import Problem, temporal_unavailable_problem
+from domain.stages import Stage
+from domain.workflow_dto import HTTP_STATUS_FOR_REJECTION, ActionRejection, ReassignmentState
+
+UPDATE_TIMEOUT_S = 60.0  # the update handler runs a DB activity; a stuck worker must not hang us
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+_REJECTION_TITLES = {
+    ActionRejection.WRONG_ACTOR: "Not yours to do",
+    ActionRejection.WRONG_STAGE: "Not possible at this stage",
+    ActionRejection.ALREADY_DONE: "Already done",
+    ActionRejection.FOUR_EYES: "Four-eyes rule",
+    ActionRejection.INVALID: "Invalid action",
+}
+
+_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED}
+
+
+def closed_problem(request_id: int, stage: Stage) -> Problem:
+    if stage == Stage.SUBMITTED:
+        detail = (f"Request {request_id}'s workflow has not started. The requester should "
+                  "submit again with the same Idempotency-Key to start it.")
+    else:
+        detail = (f"Request {request_id} is closed (stage {stage.value}); its workflow no "
+                  "longer accepts actions.")
+    return Problem(409, "request-closed", "The request is closed", detail,
+                   extra={"stage": stage.value})
+
+
+async def execute_action(
+    client: Client, *, request_id: int, workflow_id: str, stage: Stage, update: str,
+    arg: BaseModel,
+) -> ReassignmentState:
+    """Run one human action as a workflow Update and return the workflow's new state."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        result = await asyncio.wait_for(
+            handle.execute_update(update, arg, result_type=ReassignmentState),
+            UPDATE_TIMEOUT_S,
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise rejection_problem(exc, update) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or already completed
+            raise closed_problem(request_id, stage) from exc
+        if exc.status in _UNAVAILABLE:
+            raise temporal_unavailable_problem(
+                f"The workflow service could not be reached ({exc.message}). The action may "
+                "not have been recorded; check the request and try again.") from exc
+        raise Problem(502, "temporal-error", "Workflow service error",
+                      f"The workflow service refused the call: {exc.message}") from exc
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise Problem(504, "workflow-timeout", "The workflow did not answer in time",
+                      "The workflow did not answer in time (is a worker running?). The action "
+                      "may still be applied; check the request before trying again.") from exc
+    assert isinstance(result, ReassignmentState)
+    return result
+
+
+def rejection_problem(exc: WorkflowUpdateFailedError, update: str) -> Problem:
+    cause = exc.cause
+    message = getattr(cause, "message", None) or str(cause) or "the workflow refused the action"
+    if isinstance(cause, ApplicationError) and cause.type in ActionRejection._value2member_map_:
+        code = ActionRejection(cause.type)
+        return Problem(HTTP_STATUS_FOR_REJECTION[code], f"action-{code.value.lower()}",
+                       _REJECTION_TITLES[code], message,
+                       extra={"code": code.value, "action": update})
+    # Not one of the validator's codes: still a refusal by the workflow, with its message.
+    kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
+    return Problem(409, "action-refused", "The workflow refused the action", message,
+                   extra={"code": kind, "action": update})
+
+
+async def live_state(
+    client: Client, workflow_id: str
+) -> tuple[ReassignmentState | None, str | None]:
+    """The workflow's own view of the request, or (None, why not)."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        state = await asyncio.wait_for(
+            handle.query("get_state", result_type=ReassignmentState, rpc_timeout=QUERY_TIMEOUT),
+            QUERY_TIMEOUT.total_seconds() + 2,
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None, "the workflow was not found (not started yet, or past retention)"
+        return None, f"the workflow service is unavailable: {exc.message}"
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+        return None, f"the workflow could not answer: {exc}"
+    except TimeoutError:
+        return None, "the workflow did not answer in time (is a worker running?)"
+    if not isinstance(state, ReassignmentState):
+        return None, "the workflow answered in an unexpected shape"
+    return state, None
