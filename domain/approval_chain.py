@@ -123,11 +123,17 @@ def resolve_chain(
 def escalation_approver(
     org: OrgSnapshot, pending_approver_id: int, excluded: set[int]
 ) -> int | None:
-    """At SLA breach: the pending approver's manager, moving up past anyone excluded; else HR."""
+    """At SLA breach: the pending approver's manager, moving up past anyone excluded; else HR.
+
+    HR means the head of HR first, then any other active HR employee, so that an HR head who
+    already sits in the chain does not leave the breach without anyone to escalate to.
+    """
     candidate = _move_up(org, org.manager_of(pending_approver_id), excluded)
     if candidate is not None:
         return candidate
-    hr = org.function_head("hr")
-    if hr is not None and hr not in excluded and hr != pending_approver_id:
-        return hr
+    head = org.function_head("hr")
+    others = sorted(p.id for p in org.people.values() if p.active and Role.HR in p.roles)
+    for hr in ([head] if head is not None else []) + others:
+        if hr not in excluded and hr != pending_approver_id:
+            return hr
     return None

@@ -67,6 +67,7 @@ class SmallOrg:
     sales_b1: int = 0
     sales_left: int = 0
     hr_head: int = 0
+    hr_staff: int = 0
     legal_head: int = 0
     policy_version_id: int = 0
     customers_a1: list[int] = field(default_factory=list)
@@ -119,6 +120,7 @@ def build_small_org(
     org.sales_left = person("E103", "Qian Left", Role.SALES, team_b, org.manager_b,
                             EmploymentStatus.LEFT)
     org.hr_head = person("E200", "Hu HR", Role.HR, hr, org.ceo)
+    org.hr_staff = person("E201", "He HR", Role.HR, hr, org.hr_head)
     org.legal_head = person("E300", "Lu Legal", Role.LEGAL, legal, org.ceo)
     company.head_employee_id, sales.head_employee_id = org.ceo, org.director
     team_a.head_employee_id, team_b.head_employee_id = org.manager_a, org.manager_b

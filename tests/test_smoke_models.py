@@ -7,7 +7,7 @@ from models.types import utcnow
 
 def test_small_org_builds_and_audit_chain_verifies(sessions, org):
     with sessions() as s:
-        assert len(s.exec(select(Employee)).all()) == 10
+        assert len(s.exec(select(Employee)).all()) == 11
         open_a1 = s.exec(select(Assignment).where(Assignment.employee_id == org.sales_a1)).all()
         assert len(open_a1) == 4 and all(a.start_at.tzinfo is not None for a in open_a1)
         for i in range(3):
