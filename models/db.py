@@ -45,7 +45,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    if "poolclass" not in kwargs:
+        kwargs = {"pool_size": 10, "max_overflow": 20, **kwargs}
+    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def session_factory(engine: Engine) -> SessionFactory:
