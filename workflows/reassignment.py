@@ -8,6 +8,7 @@ wrong stage and repeats before anything is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AppealOutcome,
         AppealState,
         AppealWrite,
+        ApprovalLevel,
         ApprovalWrite,
         EscalationRequest,
         HistoryEntry,
@@ -205,7 +207,8 @@ class ReassignmentWorkflow:
         await self._notify("SIGNATURE_REQUESTED",
                            f"Please sign or decline the agreement by {deadline.isoformat()}.",
                            [self._ctx.from_employee_id])
-        reminders = sorted(deadline - before for before in self._ctx.rules.signature_reminders_before
+        rules = self._ctx.rules
+        reminders = sorted(deadline - before for before in rules.signature_reminders_before
                            if deadline - before > workflow.now())
         while not (self._signed or self._closed()):
             target = reminders[0] if reminders else deadline
@@ -257,11 +260,9 @@ class ReassignmentWorkflow:
             self._state.current_level = None
             self._set_stage(Stage.SCHEDULED, deadline=effective_at)
             await self._record("HANDOVER_SCHEDULED")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(self._closed,
                                               timeout=effective_at - workflow.now())
-            except TimeoutError:
-                pass
             if self._closed():
                 return await self._finish()
         if await self._move_ownership(workflow.now()):
@@ -496,8 +497,7 @@ class ReassignmentWorkflow:
                           f"cannot {action}: the request is {self._state.stage.value}")
 
     def _check_appeal(self, inp: ReasonedActionInput) -> None:
-        assert_ctx = self._ctx
-        if assert_ctx is not None and inp.actor_id != assert_ctx.from_employee_id:
+        if self._ctx is not None and inp.actor_id != self._ctx.from_employee_id:
             raise _reject(ActionRejection.WRONG_ACTOR,
                           "only the salesperson who would lose the customers may appeal")
         self._require_stage({Stage.COMMUNICATION}, "appeal")
@@ -524,7 +524,7 @@ class ReassignmentWorkflow:
     def _closed(self) -> bool:
         return self._state.stage.is_terminal
 
-    def _ctx_chain(self) -> list:
+    def _ctx_chain(self) -> list[ApprovalLevel]:
         assert self._ctx is not None
         return self._ctx.chain
 
