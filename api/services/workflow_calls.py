@@ -6,6 +6,7 @@ Maps what Temporal answers to problem documents the client can act on.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -22,6 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.problems import Problem, temporal_unavailable_problem
 from domain.stages import Stage
 from domain.workflow_dto import HTTP_STATUS_FOR_REJECTION, ActionRejection, ReassignmentState
+
+log = logging.getLogger(__name__)
 
 UPDATE_TIMEOUT_S = 60.0  # the update handler runs a DB activity; a stuck worker must not hang us
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -111,6 +114,9 @@ async def live_state(
         return None, f"the workflow could not answer: {exc}"
     except TimeoutError:
         return None, "the workflow did not answer in time (is a worker running?)"
+    except Exception as exc:  # the record is still worth returning without the live view
+        log.warning("get_state query on %s failed", workflow_id, exc_info=exc)
+        return None, f"the workflow state could not be read: {type(exc).__name__}"
     if not isinstance(state, ReassignmentState):
         return None, "the workflow answered in an unexpected shape"
     return state, None
