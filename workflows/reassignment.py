@@ -94,6 +94,7 @@ class ReassignmentWorkflow:
         await self._record("APPROVAL_STARTED", approval_plan=[
             ApprovalWrite(level=lv.level, role=lv.role, approver_id=lv.approver_id,
                           status=LevelStatus.WAITING) for lv in self._state.levels])
+        await self._notify_receiver()
         for level in self._state.levels:
             if not await self._run_level(level):
                 return await self._finish()
@@ -204,6 +205,7 @@ class ReassignmentWorkflow:
         self._set_stage(Stage.AWAITING_SIGNATURE, deadline=deadline,
                         pending=[self._ctx.from_employee_id])
         await self._record("SIGNATURE_REQUESTED")
+        await self._notify_receiver()
         await self._notify("SIGNATURE_REQUESTED",
                            f"Please sign or decline the agreement by {deadline.isoformat()}.",
                            [self._ctx.from_employee_id])
@@ -246,6 +248,7 @@ class ReassignmentWorkflow:
         self._state.protection_end = protection_end
         self._set_stage(Stage.PROTECTION, deadline=protection_end)
         await self._record("PROTECTION_STARTED", protection_end=protection_end)
+        await self._notify_receiver()
         await workflow.sleep(protection_end - workflow.now())
         self._set_stage(Stage.COMPLETED)
         await self._record("PROTECTION_ENDED")
@@ -589,6 +592,13 @@ class ReassignmentWorkflow:
                          recipient_role=role),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
         )
+
+    async def _notify_receiver(self) -> None:
+        """B does not sign, but hears of every stage (DESIGN.md)."""
+        assert self._ctx is not None
+        await self._notify("STAGE_CHANGED",
+                           f"Request {self._state.request_id} that gives you customers is now "
+                           f"{self._state.stage.value}.", [self._ctx.to_employee_id])
 
     async def _notify_parties(self, kind: str, message: str) -> None:
         if self._ctx is None:

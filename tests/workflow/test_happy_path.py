@@ -51,3 +51,27 @@ async def test_full_lifecycle_approve_sign_effective_protection_completed(harnes
         assert request.protection_end == final.protection_end
     assert [h.event for h in (await state_of(handle)).history][-3:] == [
         "OWNERSHIP_TRANSFERRED", "PROTECTION_STARTED", "PROTECTION_ENDED"]
+
+
+async def test_receiver_hears_of_every_stage_but_never_signs(harness):
+    from models import NotificationRecord
+
+    org = harness.org
+    handle = await harness.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
+                                            to_id=org.sales_a2, customers=org.customers_a1[:1])
+    state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
+    for level in state.levels:
+        await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
+        await handle.execute_update("approve", ActionInput(actor_id=level.approver_id))
+    await wait_stage(handle, Stage.COMMUNICATION)
+    await harness.env.sleep(timedelta(minutes=11))
+    await wait_stage(handle, Stage.AWAITING_SIGNATURE)
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+    final = await handle.result()
+    assert final.stage == Stage.COMPLETED
+    with harness.sessions() as s:
+        kinds = [n.kind for n in s.exec(select(NotificationRecord).where(
+            NotificationRecord.recipient_id == org.sales_a2,
+            NotificationRecord.request_id == final.request_id).order_by(NotificationRecord.id))]
+    assert kinds == ["STAGE_CHANGED", "STAGE_CHANGED", "STAGE_CHANGED", "OWNERSHIP_TRANSFERRED",
+                     "STAGE_CHANGED", "COMPLETED"]
