@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from temporalio.client import Client
 
 from models import Assignment, Employee, UserAccount
 from models.db import make_engine
+from workflows.search_attributes import CLI_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180.0
@@ -33,7 +35,6 @@ SHUTDOWN_TIMEOUT_S = 60.0
 MANAGER_USERNAME = "e020"
 DEMO_PASSWORD = "baton-demo"
 
-pytestmark = pytest.mark.smoke
 
 
 # --- processes, read from /proc -----------------------------------------------------------
@@ -239,6 +240,7 @@ async def _wait_for_pending_approval(temporal_port: int, request_id: object) -> 
     pytest.fail(f"no workflow matched {query!r} within {WORKFLOW_TIMEOUT_S:.0f} s")
 
 
+@pytest.mark.smoke
 async def test_make_run_serves_a_request_and_stops_cleanly(stack: Stack) -> None:
     try:
         _wait_until_up(stack)
@@ -280,3 +282,12 @@ async def test_make_run_serves_a_request_and_stops_cleanly(stack: Stack) -> None
         print(f"----- output of `make run` ({stack.log_path}) -----")
         print(stack.output())
         raise
+
+
+def test_compose_registers_the_same_search_attributes_as_make_run() -> None:
+    """docker-compose.yml's init container lists the attributes by hand; keep it in step."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    block = re.search(r"SEARCH_ATTRIBUTES: >-\n((?:\s+\w+=\w+\n)+)", text)
+    assert block, "docker-compose.yml has no SEARCH_ATTRIBUTES block"
+    listed = dict(pair.split("=") for pair in block.group(1).split())
+    assert listed == CLI_TYPES
