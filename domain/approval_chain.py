@@ -89,6 +89,19 @@ def _initial_candidate(org: OrgSnapshot, rule: ApprovalLevelRule, from_id: int) 
             return _first_with_role_above(org, from_id, rule.role)
 
 
+_FUNCTIONS = {Role.HR: "hr", Role.LEGAL: "legal"}
+
+
+def _function_colleague(org: OrgSnapshot, role: Role, excluded: set[int]) -> int | None:
+    """For HR and legal levels: the function's head, else a colleague holding the role."""
+    head = org.function_head(_FUNCTIONS[role])
+    colleagues = sorted(p.id for p in org.people.values() if p.active and role in p.roles)
+    for candidate in ([head] if head is not None else []) + colleagues:
+        if candidate not in excluded:
+            return candidate
+    return None
+
+
 def resolve_chain(
     *,
     rules: PolicyRules,
@@ -104,7 +117,10 @@ def resolve_chain(
     excluded = {requester_id, from_employee_id}
     chain: list[ApprovalLevel] = []
     for number, rule in enumerate(level_rules, start=1):
-        approver = _move_up(org, _initial_candidate(org, rule, from_employee_id), excluded)
+        approver = _function_colleague(org, rule.role, excluded) if rule.role in _FUNCTIONS \
+            else None
+        if approver is None:
+            approver = _move_up(org, _initial_candidate(org, rule, from_employee_id), excluded)
         if approver is None:
             raise NoApproverError(f"nobody eligible to approve level {number} ({rule.role})")
         excluded.add(approver)
@@ -128,7 +144,8 @@ def escalation_approver(
     HR means the head of HR first, then any other active HR employee, so that an HR head who
     already sits in the chain does not leave the breach without anyone to escalate to.
     """
-    candidate = _move_up(org, org.manager_of(pending_approver_id), excluded)
+    candidate = _move_up(org, org.manager_of(pending_approver_id),
+                         excluded | {pending_approver_id})
     if candidate is not None:
         return candidate
     head = org.function_head("hr")

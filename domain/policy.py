@@ -44,6 +44,23 @@ class PolicyRules(BaseModel):
     cooling_off_max: int = Field(default=2, ge=1)
     cooling_off_window: timedelta = timedelta(days=90)
 
+    @model_validator(mode="after")
+    def _durations_make_sense(self) -> PolicyRules:
+        zero = timedelta(0)
+        if self.communication_window < zero or self.protection_period < zero:
+            raise ValueError("communication_window and protection_period must not be negative")
+        if self.signature_deadline <= zero:
+            raise ValueError("signature_deadline must be positive")
+        if self.cooling_off_window <= zero:
+            raise ValueError("cooling_off_window must be positive")
+        if self.legal_threshold_fen < 0:
+            raise ValueError("legal_threshold_fen must not be negative")
+        for before in self.signature_reminders_before:
+            if not zero < before < self.signature_deadline:
+                raise ValueError("signature_reminders_before must be positive and shorter than "
+                                 "signature_deadline")
+        return self
+
     @field_validator("approval_levels")
     @classmethod
     def _at_least_one_level(cls, levels: list[ApprovalLevelRule]) -> list[ApprovalLevelRule]:
@@ -59,6 +76,13 @@ class Terms(BaseModel):
     protection_share_bp: int = Field(ge=0, le=10_000)
     inherited_rate_bp: int = Field(ge=0, le=10_000)
     compensation_fen: int = Field(default=0, ge=0)
+
+    @field_validator("protection_period")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("protection_period must not be negative")
+        return value
 
 
 def default_terms(rules: PolicyRules, compensation_fen: int = 0) -> Terms:
@@ -136,6 +160,12 @@ def check_request(
             violations.append(Violation("RECEIVER_NOT_SALES",
                                         "the receiving employee is not a salesperson",
                                         "to_employee_id"))
+    if reason != Reason.EMPLOYEE_DEPARTURE and from_employee is not None and (
+        not from_employee.active
+    ):
+        violations.append(Violation("OWNER_LEFT",
+                                    "the current owner has left; use reason EMPLOYEE_DEPARTURE",
+                                    "reason"))
     if reason == Reason.EMPLOYEE_DEPARTURE and from_employee is not None and (
         from_employee.active and from_employee.leave_date is None
     ):
@@ -170,9 +200,19 @@ def check_request(
         window_start = now - rules.cooling_off_window
         recent = [t for t in facts.recent_reassignments if t >= window_start]
         if len(recent) >= rules.cooling_off_max:
-            days = rules.cooling_off_window.days
+            window = describe_duration(rules.cooling_off_window)
             violations.append(Violation("COOLING_OFF",
                                         f"customer {cid} was already reassigned {len(recent)} "
-                                        f"times in {days} days (limit {rules.cooling_off_max})",
-                                        "customer_ids"))
+                                        f"time(s) within {window} (limit "
+                                        f"{rules.cooling_off_max})", "customer_ids"))
     return violations
+
+
+def describe_duration(value: timedelta) -> str:
+    """'90 days', '2 hours', '15 minutes': whole units where they fit, else the exact value."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return str(value)
