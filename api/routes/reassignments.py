@@ -92,7 +92,7 @@ async def submit(
         if client is None:
             raise temporal_unavailable_problem(retry).with_extra(request_id=out.id)
         try:
-            await service.start_workflow(client, settings, out)
+            await service.start_workflow(client, settings, out, fresh=submission.created)
         except RPCError as exc:
             raise temporal_unavailable_problem(f"{retry} ({exc.message})").with_extra(
                 request_id=out.id) from exc

@@ -6,9 +6,9 @@ routes run them in the thread pool. None of them holds a transaction while Tempo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api.problems import FieldError, Problem
 from api.schemas import (
@@ -50,6 +51,10 @@ from workflows import search_attributes
 
 WORKFLOW_TYPE = "ReassignmentWorkflow"  # by name: the API never imports workflow code
 VALUE_WINDOW = timedelta(days=365)
+# clock skew allowed between the API host and the Temporal server
+STALE_RUN_MARGIN = timedelta(seconds=5)
+
+log = logging.getLogger(__name__)
 
 
 def payload_hash(body: SubmitIn) -> str:
@@ -203,14 +208,17 @@ def _validate_and_insert(
     return request
 
 
-async def start_workflow(client: Client, settings: Settings, request: RequestOut) -> None:
+async def start_workflow(
+    client: Client, settings: Settings, request: RequestOut, *, fresh: bool
+) -> None:
     """Start the request's workflow; already started (or finished) is success.
 
     REJECT_DUPLICATE: a repeat submit long after the workflow closed must not run it again.
+    `fresh` says the request was just created, so an existing run must be younger than it.
     Raises RPCError when Temporal cannot be reached.
     """
     assert request.workflow_id is not None
-    with contextlib.suppress(WorkflowAlreadyStartedError):
+    try:
         await client.start_workflow(
             WORKFLOW_TYPE,
             ReassignmentInput(request_id=request.id),
@@ -224,6 +232,34 @@ async def start_workflow(client: Client, settings: Settings, request: RequestOut
                 to_employee_id=request.to_employee_id,
             ),
         )
+    except WorkflowAlreadyStartedError:
+        if fresh:
+            await _refuse_stale_workflow(client, request)
+
+
+async def _refuse_stale_workflow(client: Client, request: RequestOut) -> None:
+    """A run older than the request belongs to another database's request with the same id
+    (e.g. the database was reset but Temporal kept its history). Say so instead of
+    silently leaving the new request SUBMITTED forever.
+    """
+    assert request.workflow_id is not None
+    try:
+        described = await client.get_workflow_handle(request.workflow_id).describe()
+    except RPCError:
+        return  # cannot tell; a concurrent repeat submit may simply have started it
+    if described.start_time >= request.created_at - STALE_RUN_MARGIN:
+        return  # a concurrent repeat submit started it: fine
+    log.error("workflow %s already exists (started %s) before request %s was created (%s)",
+              request.workflow_id, described.start_time, request.id, request.created_at)
+    raise Problem(
+        500, "workflow-id-collision", "Workflow id already in use",
+        f"Request {request.id} was saved, but Temporal already holds workflow "
+        f"{request.workflow_id}, started {described.start_time.isoformat()}, before this "
+        "request existed. The database and the Temporal namespace are out of step (was the "
+        "database reset while Temporal kept its history?). An operator must fix this; "
+        "retrying will not help.",
+        extra={"request_id": request.id},
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
