@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -40,6 +42,12 @@ class FakeHandle:
     async def query(self, *args: Any, **kwargs: Any) -> Any:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
+    async def describe(self) -> Any:
+        started = self.client.preexisting.get(self.workflow_id)
+        if started is None:
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        return SimpleNamespace(start_time=started)
+
     async def execute_update(self, update: str, arg: Any, **kwargs: Any) -> Any:
         self.client.updates.append((self.workflow_id, update, arg))
         if self.client.update_error is not None:
@@ -55,10 +63,12 @@ class FakeTemporal:
     started: list[str] = field(default_factory=list)
     updates: list[tuple[str, str, Any]] = field(default_factory=list)
     update_error: BaseException | None = None
+    # workflows that exist before the test (id -> start time), e.g. from a reset database
+    preexisting: dict[str, datetime] = field(default_factory=dict)
 
     async def start_workflow(self, workflow: str, arg: Any, *, id: str, **kwargs: Any) -> None:
         self.attempts.append({"workflow": workflow, "arg": arg, "id": id, **kwargs})
-        if id in self.started:
+        if id in self.started or id in self.preexisting:
             raise WorkflowAlreadyStartedError(id, workflow)
         self.started.append(id)
 

@@ -242,6 +242,16 @@ async def test_temporal_down_keeps_the_request_and_the_same_key_starts_it(
     assert fake_temporal.started == [f"reassignment-{request_id}"]
 
 
+async def test_stale_workflow_with_the_same_id_is_reported_not_ignored(
+    api: Api, fake_temporal: FakeTemporal
+) -> None:
+    """A database reset while Temporal kept its history: reassignment-1 already exists."""
+    fake_temporal.preexisting["reassignment-1"] = datetime.now(UTC) - timedelta(hours=1)
+    r = await submit(api, api.org.manager_a, body_for(api))
+    problem = assert_problem(r, 500, "workflow-id-collision")
+    assert problem["request_id"] == 1 and "out of step" in problem["detail"]
+
+
 # --- reading, scope, audit ------------------------------------------------------------------
 
 
