@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from sqlmodel import select
 
 from tests.api.conftest import TEST_SECRET, Api, assert_problem
 from tests.factories import PASSWORD
@@ -72,3 +73,27 @@ async def test_malformed_login_body_is_422_problem(api: Api) -> None:
     r = await api.http.post("/api/v1/auth/login", json={"username": "e020"})
     body = assert_problem(r, 422, "validation-failed")
     assert {"field": "password", "location": "body"}.items() <= body["errors"][0].items()
+
+
+async def test_disabled_account_cannot_log_in(api: Api) -> None:
+    from models import UserAccount
+
+    with api.sessions() as s:
+        account = s.exec(select(UserAccount).where(UserAccount.username == "e021")).one()
+        account.is_active = False
+        s.add(account)
+    r = await api.http.post("/api/v1/auth/login", json={"username": "e021", "password": PASSWORD})
+    assert_problem(r, 401, "account-inactive")
+
+
+async def test_token_stops_working_once_the_employee_has_left(api: Api) -> None:
+    from models import Employee, EmploymentStatus
+
+    headers = await api.auth(api.org.sales_b1)
+    assert (await api.http.get("/api/v1/me", headers=headers)).status_code == 200
+    with api.sessions() as s:
+        employee = s.get(Employee, api.org.sales_b1)
+        assert employee is not None
+        employee.status = EmploymentStatus.LEFT
+        s.add(employee)
+    assert_problem(await api.http.get("/api/v1/me", headers=headers), 401, "account-inactive")

@@ -398,3 +398,19 @@ async def test_openapi_docs_are_served(api: Api) -> None:
     assert r.status_code == 200 and "swagger" in r.text.lower()
     spec = (await api.http.get("/api/v1/openapi.json")).json()
     assert "/api/v1/reassignments/{request_id}/resolve-appeal" in spec["paths"]
+
+
+async def test_app_runs_without_temporal_and_actions_answer_503(api: Api) -> None:
+    rid = (await submit(api, api.org.manager_a, body_for(api))).json()["id"]
+    api.app.dependency_overrides.pop(get_temporal_client)  # settings point at a closed port
+    r = await api.http.post(f"/api/v1/reassignments/{rid}/approve", json={},
+                            headers=await api.auth(api.org.director))
+    assert_problem(r, 503, "temporal-unavailable")
+    assert r.headers["retry-after"]
+    # reads still work; the live view says why it is missing
+    r = await api.http.get(f"/api/v1/reassignments/{rid}", headers=await api.auth(api.org.hr_head))
+    assert r.status_code == 200 and r.json()["live"] is None
+    assert "unavailable" in r.json()["live_error"]
+    health = await api.http.get("/api/v1/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "degraded", "database": "ok", "temporal": "unavailable"}
