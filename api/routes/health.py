@@ -38,6 +38,6 @@ async def health(response: Response, sessions: SessionFactoryDep,
             temporal_ok = False
     if not db_ok:
         response.status_code = 503
-    status = "down" if not db_ok else ("ok" if temporal_ok else "degraded")
-    return HealthOut(status=status, database="ok" if db_ok else "unavailable",
+    return HealthOut(status="down" if not db_ok else ("ok" if temporal_ok else "degraded"),
+                     database="ok" if db_ok else "unavailable",
                      temporal="ok" if temporal_ok else "unavailable")

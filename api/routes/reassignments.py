@@ -131,7 +131,8 @@ async def get_request(request_id: int, actor: CurrentActor, sessions: SessionFac
                       client: OptionalTemporalClientDep) -> RequestDetail:
     """The stored record, plus `live`: the workflow's own state, when Temporal answers."""
     record = await run_in_threadpool(_detail, sessions, actor, request_id)
-    live, live_error = None, "the workflow service (Temporal) is unavailable"
+    live: ReassignmentState | None = None
+    live_error: str | None = "the workflow service (Temporal) is unavailable"
     if client is not None and record.request.workflow_id:
         live, live_error = await live_state(client, record.request.workflow_id)
     return RequestDetail(**record.request.model_dump(), approval_steps=record.approval_steps,

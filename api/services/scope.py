@@ -24,6 +24,8 @@ def unit_subtree(session: Session, root_unit_id: int) -> set[int]:
     parents = dict(session.exec(select(OrgUnit.id, OrgUnit.parent_id)).all())
     children: dict[int | None, list[int]] = {}
     for unit_id, parent_id in parents.items():
+        if unit_id is None:
+            continue
         children.setdefault(parent_id, []).append(unit_id)
     found: set[int] = set()
     stack = [root_unit_id]

@@ -85,13 +85,14 @@ async def execute_action(
 def rejection_problem(exc: WorkflowUpdateFailedError, update: str) -> Problem:
     cause = exc.cause
     message = getattr(cause, "message", None) or str(cause) or "the workflow refused the action"
-    if isinstance(cause, ApplicationError) and cause.type in ActionRejection._value2member_map_:
-        code = ActionRejection(cause.type)
+    kind = cause.type if isinstance(cause, ApplicationError) else None
+    if kind is not None and kind in ActionRejection._value2member_map_:
+        code = ActionRejection(kind)
         return Problem(HTTP_STATUS_FOR_REJECTION[code], f"action-{code.value.lower()}",
                        _REJECTION_TITLES[code], message,
                        extra={"code": code.value, "action": update})
     # Not one of the validator's codes: still a refusal by the workflow, with its message.
-    kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
+    kind = kind or type(cause).__name__
     return Problem(409, "action-refused", "The workflow refused the action", message,
                    extra={"code": kind, "action": update})
 
