@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
@@ -115,6 +116,13 @@ async def api(db_url: str, org: SmallOrg, sessions: SessionFactory,
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://baton.test") as http:
         yield Api(http=http, org=org, sessions=sessions, app=app)
+
+
+def expired_token(employee_id: int, roles: list[str]) -> str:
+    """A correctly signed token whose exp has passed."""
+    past = datetime.now(UTC) - timedelta(hours=2)
+    return jwt.encode({"sub": "1", "emp": employee_id, "roles": roles, "iat": past,
+                       "exp": past + timedelta(minutes=30)}, TEST_SECRET, algorithm="HS256")
 
 
 def assert_problem(

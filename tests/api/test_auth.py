@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from sqlmodel import select
 
-from tests.api.conftest import TEST_SECRET, Api, assert_problem
+from tests.api.conftest import TEST_SECRET, Api, assert_problem, expired_token
 from tests.factories import PASSWORD
 
 
@@ -48,10 +48,7 @@ async def test_employee_who_left_cannot_log_in(api: Api) -> None:
 
 
 async def test_expired_token_is_401_problem_with_challenge(api: Api) -> None:
-    past = datetime.now(UTC) - timedelta(hours=2)
-    token = jwt.encode({"sub": "1", "emp": api.org.manager_a, "roles": ["manager"],
-                        "iat": past, "exp": past + timedelta(minutes=30)},
-                       TEST_SECRET, algorithm="HS256")
+    token = expired_token(api.org.manager_a, ["manager"])
     r = await api.http.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     body = assert_problem(r, 401, "token-expired")
     assert r.headers["WWW-Authenticate"].startswith("Bearer")

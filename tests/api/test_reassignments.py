@@ -20,7 +20,7 @@ from api.deps import get_temporal_client
 from domain.stages import Stage
 from models import AuditEvent, PolicyStatus, PolicyVersion, ReassignmentRequest, RequestCustomer
 from models.audit import verify_chain
-from tests.api.conftest import Api, FakeTemporal, assert_problem
+from tests.api.conftest import Api, FakeTemporal, assert_problem, expired_token
 from tests.factories import T0
 
 
@@ -123,10 +123,12 @@ async def test_expired_token_or_wrong_role_or_scope_changes_nothing(
 ) -> None:
     org = api.org
     before = api.counts()
-    r = await api.http.post("/api/v1/reassignments", json=body_for(api),
-                            headers={"Authorization": "Bearer not.a.token",
-                                     "Idempotency-Key": "k1"})
-    assert_problem(r, 401)
+    for token, slug in ((expired_token(org.manager_a, ["manager"]), "token-expired"),
+                        ("not.a.token", "invalid-token")):
+        r = await api.http.post("/api/v1/reassignments", json=body_for(api),
+                                headers={"Authorization": f"Bearer {token}",
+                                         "Idempotency-Key": "k1"})
+        assert_problem(r, 401, slug)
     r = await submit(api, org.sales_a2, body_for(api))  # a salesperson may not submit
     assert_problem(r, 403, "forbidden-role")
     r = await submit(api, org.manager_b, body_for(api))  # team A is not manager B's
