@@ -137,10 +137,9 @@ def check_request(
     violations: list[Violation] = []
     if reason not in rules.allowed_reasons:
         allowed = ", ".join(r.value for r in rules.allowed_reasons)
-        violations.append(
-            Violation("REASON_NOT_ALLOWED", f"reason {reason} is not allowed; use one of: {allowed}",
-                      "reason")
-        )
+        violations.append(Violation("REASON_NOT_ALLOWED",
+                                    f"reason {reason} is not allowed; use one of: {allowed}",
+                                    "reason"))
     if from_employee is None:
         violations.append(Violation("UNKNOWN_EMPLOYEE", "the current owner does not exist",
                                     "from_employee_id"))

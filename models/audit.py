@@ -79,7 +79,9 @@ def append_audit_event(session: Any, event: AuditEvent) -> AuditEvent:
     """
     from sqlmodel import select
 
-    head = session.exec(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()).first()
+    head = session.exec(
+        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+    ).first()
     if head is None:
         head = AuditChainHead(id=1)
         session.add(head)
@@ -101,7 +103,7 @@ def verify_chain(session: Any) -> tuple[bool, int | None, str]:
 
     expected_prev = GENESIS_HASH
     expected_index = 1
-    for event in session.exec(select(AuditEvent).order_by(AuditEvent.chain_index)):
+    for event in session.exec(select(AuditEvent).order_by(AuditEvent.chain_index)):  # type: ignore[arg-type]
         if event.chain_index != expected_index:
             return False, expected_index, f"event {expected_index} is missing"
         if event.prev_hash != expected_prev:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from tests.conftest import binary
 from tests.factories import SmallOrg
 from worker import build_worker
 from workflows import search_attributes as sa
+
+
+_REQUEST_IDS = itertools.count(random.randint(10_000, 10_000_000))
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -54,6 +59,9 @@ class Harness:
             assert policy is not None
             rules = PolicyRules.model_validate(policy.rules)
             request = ReassignmentRequest(
+                # ids unique across the session: the time-skipping server outlives each test's
+                # database, and a workflow left open by an earlier test must not collide
+                id=next(_REQUEST_IDS),
                 idempotency_key=str(uuid.uuid4()), payload_hash="0" * 64,
                 requester_id=requester, from_employee_id=from_id, to_employee_id=to_id,
                 customer_ids=customers, reason=reason.value, policy_version_id=policy.id,
