@@ -28,7 +28,6 @@ from tests.factories import SmallOrg
 from worker import build_worker
 from workflows import search_attributes as sa
 
-
 _REQUEST_IDS = itertools.count(random.randint(10_000, 10_000_000))
 
 
