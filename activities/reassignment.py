@@ -135,6 +135,8 @@ class ReassignmentActivities:
                     request.effective_at = rec.effective_at
                 if rec.protection_end is not None:
                     request.protection_end = rec.protection_end
+                    request.protection_share_bp = Terms.model_validate(
+                        request.terms).protection_share_bp
                 if rec.to_stage in TERMINAL_STAGES:
                     request.closed_at = rec.at
                 request.updated_at = rec.at

@@ -1,7 +1,14 @@
 """SQLModel tables, one module per aggregate. Importing this package registers them all."""
 
 from models.audit import AuditChainHead, AuditEvent
-from models.customer import Assignment, AssignmentSource, Customer, Order
+from models.commission import (
+    CommissionLine,
+    CommissionPlan,
+    SettlementRun,
+    Statement,
+    StatementStatus,
+)
+from models.customer import Assignment, AssignmentSource, Customer, Order, OrderKind
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
 from models.policy import PolicyStatus, PolicyVersion
 from models.reassignment import (
@@ -20,16 +27,22 @@ __all__ = [
     "AssignmentSource",
     "AuditChainHead",
     "AuditEvent",
+    "CommissionLine",
+    "CommissionPlan",
     "Customer",
     "Employee",
     "EmploymentStatus",
     "NotificationRecord",
     "Order",
+    "OrderKind",
     "OrgUnit",
     "PolicyStatus",
     "PolicyVersion",
     "ReassignmentRequest",
     "RequestCustomer",
+    "SettlementRun",
     "SignatureRecord",
+    "Statement",
+    "StatementStatus",
     "UserAccount",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index
+from sqlalchemy import Index, event
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime, utcnow
@@ -41,16 +41,46 @@ class Assignment(SQLModel, table=True):
     request_id: int | None = Field(default=None, foreign_key="reassignment_request.id", index=True)
 
 
+class OrderKind(StrEnum):
+    ORDER = "ORDER"
+    REFUND = "REFUND"  # part or all of an earlier order's amount comes back
+    CANCELLATION = "CANCELLATION"  # the whole remaining amount of an earlier order
+
+
 class Order(SQLModel, table=True):
-    """A minimal order record; the commission engine extends it."""
+    """An order, or a refund/cancellation of one (negative amount, points at the original).
+
+    `period` is the statement month (YYYY-MM) of `booked_at` in the organisation's timezone,
+    fixed when the row is written so that set-based SQL never needs timezone arithmetic.
+    """
 
     __tablename__ = "customer_order"
-    __table_args__ = (Index("ix_order_customer_booked", "customer_id", "booked_at"),)
+    __table_args__ = (
+        Index("ix_order_customer_booked", "customer_id", "booked_at"),
+        Index("ix_order_period", "period"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=100, unique=True)
+    kind: OrderKind = Field(default=OrderKind.ORDER, max_length=12)
+    original_order_id: int | None = Field(default=None, foreign_key="customer_order.id",
+                                          index=True)
     customer_id: int = Field(foreign_key="customer.id")
-    amount_fen: int
+    amount_fen: int = Field(description="positive for orders, negative for refunds")
     currency: str = Field(default="CNY", max_length=3)
     booked_at: datetime = Field(sa_type=UTCDateTime)
+    period: str = Field(default="", max_length=7)
     product_line: str | None = Field(default=None, max_length=100)
+    content_hash: str = Field(default="", max_length=64,
+                              description="SHA-256 of the submitted content, for idempotency")
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@event.listens_for(Order, "before_insert")
+def _fill_period(_mapper: object, _connection: object, order: Order) -> None:
+    # a safety net for ORM inserts; bulk loaders compute the period themselves
+    if not order.period:
+        from domain.periods import period_of
+        from settings import get_settings
+
+        order.period = period_of(order.booked_at, get_settings().org_timezone)

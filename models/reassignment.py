@@ -37,6 +37,8 @@ class ReassignmentRequest(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     effective_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     protection_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # copied from terms when the transfer takes effect: attribution SQL reads a plain column
+    protection_share_bp: int | None = None
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
