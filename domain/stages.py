@@ -71,4 +71,5 @@ class Role(StrEnum):
     DIRECTOR = "director"
     HR = "hr"
     LEGAL = "legal"
+    FINANCE = "finance"
     ADMIN = "admin"
