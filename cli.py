@@ -124,42 +124,6 @@ def _port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _cli_type_to_enum(type_name: str) -> int:
-    from temporalio.api.enums.v1 import IndexedValueType
-
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", type_name).upper()  # KeywordList -> KEYWORD_LIST
-    return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{snake}")
-
-
-async def ensure_search_attributes(client: Any, namespace: str) -> list[str]:
-    """Register the Baton search attributes that the namespace lacks; return the added names.
-
-    `start-dev --search-attribute` registers them on a fresh database; this also covers a
-    persisted database from an older version with fewer attributes.
-    """
-    from temporalio.api.operatorservice.v1 import (
-        AddSearchAttributesRequest,
-        ListSearchAttributesRequest,
-    )
-
-    from workflows.search_attributes import CLI_TYPES
-
-    listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {name: _cli_type_to_enum(kind) for name, kind in CLI_TYPES.items()
-               if name not in listed.custom_attributes}
-    for name, kind in CLI_TYPES.items():
-        existing = listed.custom_attributes.get(name)
-        if existing is not None and existing != _cli_type_to_enum(kind):
-            _say(f"warning: search attribute {name} exists with another type than {kind}")
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    return sorted(missing)
-
-
 class DevStack:
     """Temporal dev server, worker and API as child processes, each in its own session."""
 
@@ -255,26 +219,26 @@ class DevStack:
         self._spawn("temporal", argv)
 
     def _wait_for_temporal(self) -> None:
-        from temporal_client import connect
+        from temporal_client import connect, register_search_attributes
 
         target = self.settings.model_copy(update={"temporal_address": self.temporal_address})
 
-        async def attempt() -> list[str]:
+        async def attempt() -> None:
+            # start-dev registers the attributes on a fresh database only; an older persisted
+            # one may lack attributes added since, so register whatever is missing
             client = await asyncio.wait_for(connect(target), timeout=5)
-            return await ensure_search_attributes(client, target.temporal_namespace)
+            await register_search_attributes(client, target.temporal_namespace)
 
         deadline = time.monotonic() + TEMPORAL_START_TIMEOUT_S
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             self._check()
             try:
-                added = asyncio.run(attempt())
+                asyncio.run(attempt())
             except Exception as exc:  # not up yet: retry until the deadline
                 last_error = exc
                 self._pause(0.5)
                 continue
-            if added:
-                _say(f"registered search attributes: {', '.join(added)}")
             _say(f"Temporal is up at {self.temporal_address}")
             return
         raise StackError(f"Temporal did not answer at {self.temporal_address} within "
