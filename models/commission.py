@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime, utcnow
@@ -49,8 +49,8 @@ class CommissionLine(SQLModel, table=True):
     rule: str = Field(max_length=40)
     rate_bp: int
     share_bp: int
-    base_amount_fen: int
-    amount_fen: int
+    base_amount_fen: int = Field(sa_type=BigInteger)
+    amount_fen: int = Field(sa_type=BigInteger)
     origin_period: str = Field(max_length=7)
     period: str = Field(max_length=7)
     is_adjustment: bool = False
@@ -71,7 +71,7 @@ class Statement(SQLModel, table=True):
     employee_id: int = Field(foreign_key="employee.id", index=True)
     period: str = Field(max_length=7, index=True)
     status: StatementStatus = Field(default=StatementStatus.DRAFT, max_length=10)
-    total_fen: int = 0
+    total_fen: int = Field(default=0, sa_type=BigInteger)
     line_count: int = 0
     finalized_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

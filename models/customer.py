@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, event
+from sqlalchemy import BigInteger, Index, event
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime, utcnow
@@ -66,7 +66,7 @@ class Order(SQLModel, table=True):
     original_order_id: int | None = Field(default=None, foreign_key="customer_order.id",
                                           index=True)
     customer_id: int = Field(foreign_key="customer.id")
-    amount_fen: int = Field(description="positive for orders, negative for refunds")
+    amount_fen: int = Field(sa_type=BigInteger, description="negative for refunds")
     currency: str = Field(default="CNY", max_length=3)
     booked_at: datetime = Field(sa_type=UTCDateTime)
     period: str = Field(default="", max_length=7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from domain.stages import Stage
@@ -32,7 +32,7 @@ class ReassignmentRequest(SQLModel, table=True):
     stage_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     policy_version_id: int = Field(foreign_key="policy_version.id")
     terms: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    value_fen: int = 0
+    value_fen: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     effective_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -123,7 +123,7 @@ def upgrade() -> None:
     sa.Column('stage_deadline', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('policy_version_id', sa.Integer(), nullable=False),
     sa.Column('terms', sa.JSON(), nullable=False),
-    sa.Column('value_fen', sa.Integer(), nullable=False),
+    sa.Column('value_fen', sa.BigInteger(), nullable=False),
     sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('effective_at', models.types.UTCDateTime(timezone=True), nullable=True),
@@ -222,7 +222,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('amount_fen', sa.Integer(), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('booked_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('product_line', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
@@ -343,3 +343,5 @@ def downgrade() -> None:
     op.drop_table('audit_event')
     op.drop_table('audit_chain_head')
     # ### end Alembic commands ###
+    for enum_name in ("assignmentsource", "employmentstatus", "policystatus", "stage"):
+        sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)

@@ -57,7 +57,7 @@ def upgrade() -> None:
     sa.Column('employee_id', sa.Integer(), nullable=False),
     sa.Column('period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
     sa.Column('status', sa.Enum('DRAFT', 'FINAL', name='statementstatus'), nullable=False),
-    sa.Column('total_fen', sa.Integer(), nullable=False),
+    sa.Column('total_fen', sa.BigInteger(), nullable=False),
     sa.Column('line_count', sa.Integer(), nullable=False),
     sa.Column('finalized_at', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
@@ -78,8 +78,8 @@ def upgrade() -> None:
     sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('rate_bp', sa.Integer(), nullable=False),
     sa.Column('share_bp', sa.Integer(), nullable=False),
-    sa.Column('base_amount_fen', sa.Integer(), nullable=False),
-    sa.Column('amount_fen', sa.Integer(), nullable=False),
+    sa.Column('base_amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
     sa.Column('origin_period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
     sa.Column('period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
     sa.Column('is_adjustment', sa.Boolean(), nullable=False),
@@ -167,3 +167,4 @@ def downgrade() -> None:
 
     op.drop_table('commission_plan')
     # ### end Alembic commands ###
+    sa.Enum(name='statementstatus').drop(op.get_bind(), checkfirst=True)
