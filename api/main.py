@@ -13,6 +13,8 @@ from api.problems import (
     temporal_unavailable_problem,
 )
 from api.routes import api_router
+from api.routes import orders as orders_routes
+from api.routes import plans as plans_routes
 from api.temporal import TemporalConnector, TemporalUnavailable
 from models.db import engine_for, session_factory
 from settings import Settings, get_settings
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(TemporalUnavailable, _on_temporal_unavailable)
     app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(orders_routes.router, prefix=API_PREFIX)
+    app.include_router(plans_routes.router, prefix=API_PREFIX)
     return app
 
 

@@ -58,6 +58,7 @@ EVENT_POSTED = "ORDERS_POSTED"
 EVENT_IMPORTED = "ORDERS_IMPORTED"
 
 RowStatus = Literal["created", "duplicate", "would_create"]
+CONFLICT = "EXTERNAL_ID_CONFLICT"
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -65,9 +66,12 @@ RowStatus = Literal["created", "duplicate", "would_create"]
 
 @dataclass(frozen=True)
 class RowError:
-    """One thing wrong with one row. `index` is 0-based; `line` (CSV only) is 1-based."""
+    """One thing wrong with one row. `index` is 0-based; `line` (CSV only) is 1-based.
 
-    index: int
+    A problem with the input as a whole (e.g. a CSV header) has no index.
+    """
+
+    index: int | None
     external_id: str | None
     field: str | None
     code: str
@@ -106,14 +110,26 @@ class IngestReport:
     duplicates: int = 0
     would_create: int = 0
     results: list[RowResult] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)  # stored with other content
+    errors: list[RowError] = field(default_factory=list)  # every bad row, conflicts too
+    conflicts: list[str] = field(default_factory=list)  # ids stored with other content
     # commission lines the engine reported; None when the engine is not installed
     recomputed_lines: int | None = None
 
     @property
     def ok(self) -> bool:
         return not self.errors and not self.conflicts
+
+    @property
+    def only_conflicts(self) -> bool:
+        """Everything wrong is an external id stored with other content (HTTP 409)."""
+        return bool(self.conflicts) and all(e.code == CONFLICT for e in self.errors)
+
+    @classmethod
+    def refused(cls, problem: PayloadError, *, dry_run: bool) -> IngestReport:
+        """The report for an input that could not be read as rows at all."""
+        return cls(dry_run=dry_run, rows=0, errors=[RowError(
+            index=None, external_id=None, field=None, code=problem.code,
+            message=problem.message, line=problem.line)])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -510,6 +526,11 @@ def ingest(
                 else:
                     if row.external_id not in report.conflicts:
                         report.conflicts.append(row.external_id)
+                    report.errors.append(_err(
+                        row, "external_id", CONFLICT,
+                        f"external_id {row.external_id!r} is stored already (order "
+                        f"{existing.id}) with other content. An external id names one order "
+                        "for good: correct it with a REFUND or CANCELLATION under a new id."))
                     failed_ids.add(row.external_id)
                 seen.setdefault(row.external_id, row)
                 continue
@@ -539,7 +560,7 @@ def ingest(
             booked_at=row.booked_at, remaining_fen=max(row.stored_amount_fen, 0),
             batch_index=row.raw.index))
 
-    report.errors.sort(key=lambda e: e.index)
+    report.errors.sort(key=lambda e: -1 if e.index is None else e.index)
     if not report.ok:
         return report
     ids = _insert(session, new_rows, originals, timezone) if not dry_run else {}
