@@ -5,6 +5,7 @@
     python cli.py seed           # load the demo data into an empty database
     python cli.py create-user --username hu --employee-no E200 --roles hr,admin
     python cli.py audit-verify   # recompute the audit hash chain
+    python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
 
 Settings come from the environment (BATON_*), see settings.py.
 """
@@ -447,6 +448,43 @@ def cmd_audit_verify(settings: Settings, _args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_import_orders(settings: Settings, args: argparse.Namespace) -> int:
+    """Check (--dry-run) or import a CSV file of orders; all-or-nothing, in one transaction."""
+    from models.order_ingest import (
+        EVENT_IMPORTED,
+        ConcurrentInsert,
+        IngestReport,
+        PayloadError,
+        format_report,
+        ingest,
+        rows_from_csv,
+    )
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        rows = rows_from_csv(data)
+    except PayloadError as exc:
+        report = IngestReport.refused(exc, dry_run=args.dry_run)
+    else:
+        sessions, dispose = _sessions(settings)
+        try:
+            with sessions() as session:
+                report = ingest(session, rows, timezone=settings.org_timezone,
+                                dry_run=args.dry_run, event_type=EVENT_IMPORTED)
+        except ConcurrentInsert as exc:
+            print(f"error: {exc}; nothing was imported", file=sys.stderr)
+            return 1
+        finally:
+            dispose()
+    print("\n".join(format_report(report, path.name)))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baton", description="Baton admin CLI")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -466,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     user.set_defaults(func=cmd_create_user)
     sub.add_parser("audit-verify", help="recompute the audit log's hash chain"
                    ).set_defaults(func=cmd_audit_verify)
+    orders = sub.add_parser("import-orders", help="import a CSV of orders, refunds and "
+                            "cancellations (header: external_id,kind,customer_code,amount_fen,"
+                            "currency,booked_at,product_line,original_external_id)")
+    orders.add_argument("file", help="the CSV file (UTF-8)")
+    orders.add_argument("--dry-run", action="store_true",
+                        help="report every bad row with its line number; write nothing")
+    orders.set_defaults(func=cmd_import_orders)
     return parser
 
 

@@ -767,3 +767,33 @@ def _insert(
         raise ConcurrentInsert("another request stored some of these external ids at the same "
                                "time; send the batch again") from exc
     return ids
+
+
+# --- a text report, for the CLI ----------------------------------------------------------------
+
+
+def format_report(report: IngestReport, source: str) -> list[str]:
+    """Human-readable lines: a summary, then one line per problem (line number first)."""
+    bad_rows = len({e.index for e in report.errors if e.index is not None})
+    dups = f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''}"
+    if report.dry_run:
+        head = (f"dry run of {source}: {report.rows} rows; {report.would_create} would be "
+                f"created, {dups}, {bad_rows} bad")
+    elif report.ok:
+        head = f"imported {source}: {report.rows} rows; {report.created} created, {dups}"
+    else:
+        head = f"refused {source}: {report.rows} rows, {bad_rows} bad"
+    lines = [head]
+    for e in report.errors:
+        where = f"line {e.line}" if e.line is not None else (
+            f"row {e.index}" if e.index is not None else "file")
+        who = f" ({e.external_id})" if e.external_id else ""
+        what = f"{e.field} {e.code}" if e.field else e.code
+        lines.append(f"{where}{who}: {what}: {e.message}")
+    if report.dry_run:
+        lines.append("dry run: nothing was written" + ("; the file is clean" if report.ok else
+                                                        "; fix the lines above and run again"))
+    elif not report.ok:
+        lines.append("nothing was imported: a file is imported only when every row is valid "
+                     "(check fixes with --dry-run)")
+    return lines
