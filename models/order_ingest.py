@@ -308,7 +308,7 @@ class _Checker:
     def __init__(self, raw: RawRow) -> None:
         self.raw = raw
         self.errors: list[RowError] = []
-        ext = raw.data.get("external_id")
+        ext = raw.data.get("external_id") if isinstance(raw.data, Mapping) else None
         self.external_id = ext.strip() if isinstance(ext, str) and ext.strip() else None
 
     def error(self, field_name: str | None, code: str, message: str) -> None:
