@@ -561,8 +561,8 @@ def ingest(
             batch_index=row.raw.index))
 
     report.errors.sort(key=lambda e: -1 if e.index is None else e.index)
-    if not report.ok:
-        return report
+    if not report.ok and not dry_run:
+        return report  # a dry run goes on to report what the good rows would do
     ids = _insert(session, new_rows, originals, timezone) if not dry_run else {}
     lines = {raw.index: raw.line for raw in raw_rows}
     for index in sorted(outcomes):
@@ -776,7 +776,9 @@ def format_report(report: IngestReport, source: str) -> list[str]:
     """Human-readable lines: a summary, then one line per problem (line number first)."""
     bad_rows = len({e.index for e in report.errors if e.index is not None})
     dups = f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''}"
-    if report.dry_run:
+    if any(e.index is None for e in report.errors):
+        head = f"{'dry run of' if report.dry_run else 'refused'} {source}: unreadable as it is"
+    elif report.dry_run:
         head = (f"dry run of {source}: {report.rows} rows; {report.would_create} would be "
                 f"created, {dups}, {bad_rows} bad")
     elif report.ok:
