@@ -590,7 +590,7 @@ def ingest(
         occurred_at=utcnow(), event_type=event_type, actor_id=actor_id,
         detail={"rows": report.rows, "created": report.created,
                 "duplicates": report.duplicates, "order_ids": created_ids},
-        prev_hash="", hash=""))
+        chain_index=0, prev_hash="", hash=""))
     session.flush()
     return report
 

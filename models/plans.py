@@ -98,9 +98,9 @@ def create_plan(
     detail: dict[str, int] = {"plan_id": plan.id, "employee_id": employee_id}
     if closed is not None and closed.id is not None:
         detail["closed_plan_id"] = closed.id
-    append_audit_event(session, AuditEvent(occurred_at=utcnow(), event_type=EVENT_PLAN_CREATED,
-                                           actor_id=created_by, detail=detail, prev_hash="",
-                                           hash=""))
+    append_audit_event(session, AuditEvent(
+        occurred_at=utcnow(), event_type=EVENT_PLAN_CREATED, actor_id=created_by, detail=detail,
+        chain_index=0, prev_hash="", hash=""))
     session.flush()
     return PlanCreated(plan=plan, closed_plan=closed, recomputed_lines=recomputed)
 
