@@ -353,7 +353,7 @@ def _check_shape(raw: RawRow) -> tuple[_Row | None, list[RowError]]:
     if not isinstance(raw.data, Mapping):
         c.error(None, "NOT_AN_OBJECT", "Each order must be a JSON object.")
         return None, c.errors
-    if "__columns__" in raw.data:
+    if raw.from_csv and "__columns__" in raw.data:
         c.error(None, "WRONG_COLUMN_COUNT", f"The line has {raw.data['__columns__']} columns; "
                 f"the header has {len(CSV_COLUMNS)}.")
         return None, c.errors
