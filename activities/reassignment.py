@@ -42,6 +42,7 @@ from models import (
     UserAccount,
 )
 from models.audit import append_audit_event
+from models.commission_engine import recompute_for_customers_since
 from models.db import SessionFactory
 from models.facts import customer_facts, employee_facts, org_snapshot
 
@@ -152,6 +153,11 @@ class ReassignmentActivities:
                 if rec.ownership_transfer is not None:
                     _transfer_ownership(session, rec.ownership_transfer)
                 session.flush()
+                if request.effective_at is not None and (
+                        rec.ownership_transfer is not None or rec.protection_end is not None):
+                    # orders already booked since effective_at now pay B (and A's share)
+                    recompute_for_customers_since(session, list(request.customer_ids),
+                                                  request.effective_at)
                 append_audit_event(session, AuditEvent(
                     occurred_at=rec.at, event_type=rec.event, request_id=rec.request_id,
                     workflow_id=rec.workflow_id, transition_seq=rec.seq, actor_id=rec.actor_id,
