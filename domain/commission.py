@@ -21,7 +21,10 @@ tests hold the two to each other. Specification:
 * Rates come from the employee's plan in force at `t` (`effective_from <= t < effective_to`);
   no plan means rate 0, still as a line, so the gap is visible.
 * amount = sign(a) x round_half_up(|a| x rate_bp x share_bp / 100_000_000), per line.
-* Refund and cancellation lines carry rule "R4_CLAWBACK:" + the mirrored rule.
+* Refund and cancellation lines carry rule "R4_CLAWBACK:" + the mirrored rule. Their amount
+  is cumulative (`clawback_amount`): what the refunded total so far earned minus what the
+  earlier refunds of the same order (lower ids) already took back, so partial refunds adding
+  up to the whole order net every employee to exactly zero.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class OrderFact:
     booked_at: datetime
     is_refund: bool = False
     original_booked_at: datetime | None = None  # required when is_refund
+    # refunds: how much of the original was already refunded by earlier refunds (magnitude)
+    refunded_before_fen: int = 0
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,21 @@ def _rate(plans: Sequence[PlanSpan], employee_id: int, at: datetime, *, inherite
     return plan.inherited_rate_bp if inherited else plan.base_rate_bp
 
 
+def clawback_amount(refunded_before_fen: int, refund_fen: int, rate_bp: int,
+                    share_bp: int) -> int:
+    """A refund claws back what the refunded-so-far total earned, minus what earlier refunds
+    already clawed back; so refunds that add up to the whole order net it to exactly zero."""
+    after = commission_amount(refunded_before_fen + abs(refund_fen), rate_bp, share_bp)
+    before = commission_amount(refunded_before_fen, rate_bp, share_bp)
+    return -(after - before)
+
+
+def _line_amount(order: OrderFact, rate_bp: int, share_bp: int) -> int:
+    if order.is_refund:
+        return clawback_amount(order.refunded_before_fen, order.amount_fen, rate_bp, share_bp)
+    return commission_amount(order.amount_fen, rate_bp, share_bp)
+
+
 def attribute(
     order: OrderFact,
     assignments: Sequence[AssignmentSpan],
@@ -290,7 +310,7 @@ def attribute(
             rate_bp=rate,
             share_bp=share_bp,
             base_amount_fen=order.amount_fen,
-            amount_fen=commission_amount(order.amount_fen, rate, share_bp),
+            amount_fen=_line_amount(order, rate, share_bp),
             request_id=request_id,
         )
         for employee_id, role, rule, rate, share_bp, request_id in parts

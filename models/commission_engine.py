@@ -151,9 +151,19 @@ def desired_lines_select() -> Select:
         return case((is_refund, literal_column(f"'{CLAWBACK_PREFIX}'").concat(rule)),
                     else_=rule)
 
+    earlier = aliased(Order, name="earlier")
+    refunded_before = select(func.coalesce(func.sum(-earlier.amount_fen), 0)).where(
+        earlier.original_order_id == o.original_order_id, earlier.id < o.id,
+    ).scalar_subquery()
+
     def amount(rate: object, share: object) -> object:
-        magnitude = (cast(func.abs(o.amount_fen), BigInteger) * rate * share + _HALF) / _BP2
-        return case((o.amount_fen >= 0, magnitude), else_=-magnitude)
+        def rounded(fen: object) -> object:  # half-up on a non-negative amount
+            return (cast(fen, BigInteger) * rate * share + _HALF) / _BP2
+
+        # refunds claw back cumulatively (domain.commission.clawback_amount)
+        clawback = rounded(refunded_before) - rounded(refunded_before - o.amount_fen)
+        magnitude = rounded(func.abs(o.amount_fen))
+        return case((is_refund, clawback), (o.amount_fen >= 0, magnitude), else_=-magnitude)
 
     def columns(employee: object, role: object, rule: object, rate: object,
                 share: object) -> list:

@@ -28,6 +28,7 @@ from domain.commission import (
     Rule,
     SpanSource,
     attribute,
+    clawback_amount,
     commission_amount,
     owner_at,
     plan_at,
@@ -759,3 +760,35 @@ def test_input_order_does_not_matter(scenario: tuple[World, int, int],
     for seq in (spans, prots, plans):
         rnd.shuffle(seq)
     assert attribute(o, spans, prots, plans) == expected
+
+
+@settings(max_examples=200)
+@given(scenarios(), st.lists(st.integers(1, 1_000), min_size=1, max_size=6))
+def test_partial_refunds_adding_up_to_the_order_net_to_zero(
+        scenario: tuple[World, int, int], weights: list[int]) -> None:
+    # cumulative clawback: each refund takes back what the refunded total so far earned minus
+    # what earlier refunds took, so rounding can never over- or under-claw in total
+    world, t, amount = scenario
+    o = book(world, t, amount)
+    total = sum(weights)
+    parts = [amount * w // total for w in weights]
+    parts[-1] += amount - sum(parts)
+    inputs = world.inputs()
+    net: dict[int, int] = defaultdict(int)
+    for line in attribute(o, *inputs):
+        net[line.employee_id] += line.amount_fen
+    refunded = 0
+    for i, part in enumerate(p for p in parts if p > 0):
+        back = OrderFact(order_id=10 + i, customer_id=CUST, amount_fen=-part,
+                         booked_at=world.at(t + 1), is_refund=True,
+                         original_booked_at=o.booked_at, refunded_before_fen=refunded)
+        refunded += part
+        for line in attribute(back, *inputs):
+            assert line.amount_fen <= 0
+            net[line.employee_id] += line.amount_fen
+    assert all(v == 0 for v in net.values()), net
+
+
+def test_two_half_refunds_of_a_one_fen_commission_claw_back_one_fen() -> None:
+    # 100 fen at 1% earns 1 fen; two -50 refunds used to claw back 2 fen between them
+    assert clawback_amount(0, -50, 100, 10_000) + clawback_amount(50, -50, 100, 10_000) == -1
