@@ -158,7 +158,7 @@ def desired_lines_select() -> Select:
 
     def amount(rate: object, share: object) -> object:
         def rounded(fen: object) -> object:  # half-up on a non-negative amount
-            return (cast(fen, BigInteger) * rate * share + _HALF) / _BP2
+            return (cast(fen, BigInteger) * rate * share + _HALF) // _BP2
 
         # refunds claw back cumulatively (domain.commission.clawback_amount)
         clawback = rounded(refunded_before) - rounded(refunded_before - o.amount_fen)
@@ -209,7 +209,8 @@ def desired_lines_select() -> Select:
 
 def _recompute(session: Session, scope: Select) -> int:
     """Bring the lines of every order in `scope` up to date. Returns lines written."""
-    bind = session.connection()
+    # psycopg reports INSERT ... SELECT row counts only when asked to keep them
+    bind = session.connection().execution_options(preserve_rowcount=True)
     SCOPE.create(bind, checkfirst=True)
     DESIRED.create(bind, checkfirst=True)
     bind.execute(delete(SCOPE))
