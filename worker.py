@@ -3,45 +3,79 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities.reassignment import ReassignmentActivities
+from activities.settlement import SettlementActivities
+from domain.workflow_dto import SettlementInput
 from models.db import SessionFactory, engine_for, session_factory
 from settings import get_settings
 from temporal_client import connect
 from workflows.reassignment import ReassignmentWorkflow
+from workflows.settlement import CommissionSettlementWorkflow
+
+SETTLEMENT_SCHEDULE_ID = "baton-monthly-settlement"
 
 
 def build_worker(
-    client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8
+    client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8,
+    timezone: str = "Asia/Shanghai",
 ) -> Worker:
     """A worker for Baton's workflows; sync activities run on a thread pool."""
     reassignment = ReassignmentActivities(sessions)
+    settlement = SettlementActivities(sessions, timezone)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ReassignmentWorkflow],
+        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow],
         activities=[
             reassignment.assess_request,
             reassignment.record_transition,
             reassignment.escalate_approval,
             reassignment.notify,
+            settlement.plan_settlement,
+            settlement.recompute_open_period,
+            settlement.finalize_settlement_period,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,
     )
 
 
+async def ensure_settlement_schedule(client: Client, task_queue: str, timezone: str) -> None:
+    """Monthly, 01:00 on the 1st in the org's timezone. Creating it twice is harmless."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            "CommissionSettlementWorkflow", SettlementInput(trigger="schedule"),
+            id="settlement-scheduled", task_queue=task_queue),
+        spec=ScheduleSpec(cron_expressions=["0 1 1 * *"], time_zone_name=timezone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(SETTLEMENT_SCHEDULE_ID, schedule)
+
+
 async def run() -> None:
     settings = get_settings()
     client = await connect(settings)
     sessions = session_factory(engine_for(settings.database_url))
-    worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads)
+    await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
+    worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads,
+                          settings.org_timezone)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -279,3 +279,38 @@ HTTP_STATUS_FOR_REJECTION = {
     ActionRejection.FOUR_EYES: 409,
     ActionRejection.INVALID: 422,
 }
+
+
+# --- commission settlement -------------------------------------------------------------------
+
+
+class SettlementInput(BaseModel):
+    trigger: str = "schedule"  # or "manual"
+    requested_by: int | None = None
+    finalize: bool = True
+    grace: timedelta = timedelta(days=3)  # after a month ends, before it is finalised
+    skip_grace: bool = False
+
+
+class PeriodToClose(BaseModel):
+    period: str
+    not_before: datetime  # the month's end in the org timezone plus the grace period
+
+
+class SettlementPlan(BaseModel):
+    open_period: str
+    closed_through: str | None
+    to_close: list[PeriodToClose]
+
+
+class FinalizeRequest(BaseModel):
+    period: str
+    run_key: str
+    trigger: str
+    requested_by: int | None = None
+
+
+class FinalizeResult(BaseModel):
+    period: str
+    lines_written: int
+    statements_finalized: int
