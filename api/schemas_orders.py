@@ -78,8 +78,7 @@ class OrderBatchOut(BaseModel):
     created: int
     duplicates: int
     results: list[OrderRowOut]
-    recomputed_lines: int | None = Field(
-        description="commission lines recomputed for the new orders; none without the engine")
+    recomputed_lines: int = Field(description="commission lines recomputed for the new orders")
 
 
 class ImportReportOut(BaseModel):
@@ -92,7 +91,7 @@ class ImportReportOut(BaseModel):
     conflicts: list[str]
     errors: list[OrderRowErrorOut]
     results: list[OrderRowOut]
-    recomputed_lines: int | None
+    recomputed_lines: int
 
 
 # --- commission plans ---------------------------------------------------------------------------
@@ -122,8 +121,7 @@ class PlanOut(BaseModel):
 class PlanCreatedOut(BaseModel):
     plan: PlanOut
     closed_plan: PlanOut | None = Field(description="the plan this one ended, if any")
-    recomputed_lines: int | None = Field(
-        description="commission lines recomputed from effective_from; none without the engine")
+    recomputed_lines: int = Field(description="commission lines recomputed from effective_from")
 
 
 class PlanPage(BaseModel):

@@ -22,12 +22,10 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import importlib
-import importlib.util
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -38,6 +36,7 @@ from sqlmodel import Session, col, select
 
 from domain.periods import period_of
 from models.audit import AuditEvent, append_audit_event
+from models.commission_engine import recompute_for_orders
 from models.customer import Customer, Order, OrderKind
 from models.types import utcnow
 
@@ -112,8 +111,7 @@ class IngestReport:
     results: list[RowResult] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)  # every bad row, conflicts too
     conflicts: list[str] = field(default_factory=list)  # ids stored with other content
-    # commission lines the engine reported; None when the engine is not installed
-    recomputed_lines: int | None = None
+    recomputed_lines: int = 0  # commission lines the engine rewrote for the new rows
 
     @property
     def ok(self) -> bool:
@@ -458,15 +456,6 @@ class _Original:
     batch_index: int | None = None
 
 
-def engine_function(name: str) -> Callable[..., int] | None:
-    """models.commission_engine.<name>, or None while that module does not exist."""
-    if importlib.util.find_spec("models.commission_engine") is None:
-        return None
-    module = importlib.import_module("models.commission_engine")
-    function: Callable[..., int] = getattr(module, name)
-    return function
-
-
 def ingest(
     session: Session,
     raw_rows: Sequence[RawRow],
@@ -583,9 +572,7 @@ def ingest(
         return report
 
     created_ids = sorted(ids.values())
-    recompute = engine_function("recompute_for_orders")
-    if recompute is not None:
-        report.recomputed_lines = int(recompute(session, created_ids))
+    report.recomputed_lines = int(recompute_for_orders(session, created_ids))
     append_audit_event(session, AuditEvent(
         occurred_at=utcnow(), event_type=event_type, actor_id=actor_id,
         detail={"rows": report.rows, "created": report.created,

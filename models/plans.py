@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from models.audit import AuditEvent, append_audit_event
 from models.commission import CommissionPlan
-from models.order_ingest import engine_function
+from models.commission_engine import recompute_since
 from models.org import Employee
 from models.types import utcnow
 
@@ -36,7 +36,7 @@ class PlanError(ValueError):
 class PlanCreated:
     plan: CommissionPlan
     closed_plan: CommissionPlan | None
-    recomputed_lines: int | None  # None while the commission engine is not installed
+    recomputed_lines: int  # commission lines rewritten from effective_from on
 
 
 def create_plan(
@@ -91,10 +91,7 @@ def create_plan(
     session.flush()
     assert plan.id is not None
 
-    recomputed: int | None = None
-    recompute_since = engine_function("recompute_since")
-    if recompute_since is not None:
-        recomputed = int(recompute_since(session, since=effective_from))
+    recomputed = int(recompute_since(session, since=effective_from))
     detail: dict[str, int] = {"plan_id": plan.id, "employee_id": employee_id}
     if closed is not None and closed.id is not None:
         detail["closed_plan_id"] = closed.id

@@ -125,16 +125,11 @@ async def test_recompute_since_the_plan_start(api: Api,
 
     calls: list[datetime] = []
 
-    def fake(name: str) -> Any:
-        assert name == "recompute_since"
+    def recompute_since(session: Any, since: datetime) -> int:
+        calls.append(since)
+        return 3
 
-        def recompute_since(session: Any, since: datetime) -> int:
-            calls.append(since)
-            return 3
-
-        return recompute_since
-
-    monkeypatch.setattr(plans_module, "engine_function", fake)
+    monkeypatch.setattr(plans_module, "recompute_since", recompute_since)
     r = await post(api, plan(api.org.sales_a1, "2026-04-01T00:00:00+08:00"))
     assert r.status_code == 201 and r.json()["recomputed_lines"] == 3
     assert calls == [datetime(2026, 3, 31, 16, tzinfo=UTC)]
