@@ -15,6 +15,8 @@ from api.problems import (
 from api.routes import api_router
 from api.routes import orders as orders_routes
 from api.routes import plans as plans_routes
+from api.routes import settlements as settlements_routes
+from api.routes import statements as statements_routes
 from api.temporal import TemporalConnector, TemporalUnavailable
 from models.db import engine_for, session_factory
 from settings import Settings, get_settings
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(orders_routes.router, prefix=API_PREFIX)
     app.include_router(plans_routes.router, prefix=API_PREFIX)
+    app.include_router(statements_routes.router, prefix=API_PREFIX)
+    app.include_router(settlements_routes.router, prefix=API_PREFIX)
     return app
 
 

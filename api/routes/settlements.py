@@ -1,0 +1,83 @@
+"""Commission settlement runs: HR or finance can start one by hand and list past runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlmodel import col, func, select
+
+from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalClientDep, require_roles
+from api.problems import problem_responses
+from domain.stages import Role
+from domain.workflow_dto import SettlementInput
+from models.commission import SettlementRun
+
+router = APIRouter(prefix="/settlements", tags=["commission settlement"])
+
+SETTLE_ROLES = (Role.HR, Role.FINANCE)
+
+
+class SettlementStartIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    finalize: bool = Field(default=True, description="also finalise months whose grace ended")
+    skip_grace: bool = Field(default=False,
+                             description="finalise past months now, without waiting for "
+                                         "late orders")
+
+
+class SettlementStartedOut(BaseModel):
+    workflow_id: str
+
+
+class SettlementRunOut(BaseModel):
+    id: int
+    run_key: str
+    open_period: str
+    finalized_period: str | None
+    trigger: str
+    requested_by: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    lines_written: int
+    statements_finalized: int
+
+
+class SettlementRunPage(BaseModel):
+    items: list[SettlementRunOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.post("", response_model=SettlementStartedOut, status_code=202,
+             responses=problem_responses(401, 403, 503))
+async def start_settlement(body: SettlementStartIn, actor: CurrentActor,
+                           client: TemporalClientDep,
+                           settings: SettingsDep) -> SettlementStartedOut:
+    """Run the monthly settlement now. Watch it in the Temporal UI under the returned id."""
+    require_roles(actor, *SETTLE_ROLES, action="run a commission settlement")
+    workflow_id = f"settlement-manual-{uuid.uuid4().hex[:12]}"
+    await client.start_workflow(
+        "CommissionSettlementWorkflow",
+        SettlementInput(trigger="manual", requested_by=actor.employee_id,
+                        finalize=body.finalize, skip_grace=body.skip_grace),
+        id=workflow_id, task_queue=settings.task_queue)
+    return SettlementStartedOut(workflow_id=workflow_id)
+
+
+@router.get("", response_model=SettlementRunPage, responses=problem_responses(401, 403))
+def list_settlements(actor: CurrentActor, session: SessionDep,
+                     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                     offset: Annotated[int, Query(ge=0)] = 0) -> SettlementRunPage:
+    require_roles(actor, *SETTLE_ROLES, Role.ADMIN, action="read settlement runs")
+    total = session.exec(select(func.count()).select_from(SettlementRun)).one()
+    runs = session.exec(select(SettlementRun).order_by(col(SettlementRun.id).desc())
+                        .offset(offset).limit(limit)).all()
+    return SettlementRunPage(
+        items=[SettlementRunOut.model_validate(r, from_attributes=True) for r in runs],
+        total=total, limit=limit, offset=offset)
