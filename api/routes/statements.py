@@ -1,0 +1,303 @@
+"""Commission statements: list, detail, CSV of one statement, and the payroll export.
+
+Who sees whose statements (DESIGN.md, "Security"), decided in one place, `statement_scope`:
+a salesperson their own; a manager or director their org-unit subtree's employees; HR and
+finance everyone. Admin has no statement access of its own: only with the finance role too.
+Everyone else sees their own. A statement outside the caller's scope answers 404, exactly as
+one that does not exist.
+
+Every read of a statement (detail, CSV, export) is recorded in the audit chain, with who read
+whose statement for which month and no amounts (PIPL: reads of sensitive personal data).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from api.deps import CurrentActor, SessionFactoryDep
+from api.problems import Problem, problem_responses
+from api.security import Actor
+from api.services.scope import unit_subtree
+from domain.stages import Role
+from models.audit import AuditEvent, append_audit_event
+from models.commission import StatementStatus
+from models.db import SessionFactory
+from models.org import Employee
+from models.statements import (
+    PERIOD_PATTERN,
+    EmployeeScope,
+    StatementDetail,
+    StatementHeader,
+    export_rows,
+    list_statements,
+    statement_detail,
+)
+from models.types import utcnow
+
+router = APIRouter(prefix="/statements", tags=["statements"])
+
+EVENT_READ = "STATEMENT_READ"
+EVENT_EXPORTED = "STATEMENT_EXPORTED"
+SEE_ALL_ROLES = (Role.HR, Role.FINANCE)
+TEAM_ROLES = (Role.MANAGER, Role.DIRECTOR)
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+BOM = "\ufeff"  # so that Excel reads the file as UTF-8 (Chinese names)
+
+Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM",
+                             examples=["2026-03"])]
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "CSV, UTF-8 with a byte order mark"},
+}
+
+
+# --- scope -------------------------------------------------------------------------------------
+
+
+def statement_scope(session: Session, actor: Actor) -> EmployeeScope:
+    """Whose statements `actor` may read: None (everyone) or a SELECT/list of employee ids."""
+    if actor.has_any(*SEE_ALL_ROLES):
+        return None
+    if actor.has_any(*TEAM_ROLES):
+        me = session.get(Employee, actor.employee_id)
+        if me is not None:
+            units = unit_subtree(session, me.org_unit_id)
+            return select(Employee.id).where(col(Employee.org_unit_id).in_(units))
+    return [actor.employee_id]
+
+
+def _not_found(employee_id: int, period: str) -> Problem:
+    return Problem(404, "statement-not-found", "Statement not found",
+                   f"There is no statement of employee {employee_id} for {period} that you may "
+                   "see: either they have no commission lines that month, or the statement is "
+                   "outside your data scope.")
+
+
+def _audit(session: Session, actor: Actor, event_type: str, detail: dict[str, Any]) -> None:
+    append_audit_event(session, AuditEvent(
+        occurred_at=utcnow(), event_type=event_type, actor_id=actor.employee_id,
+        detail=detail, chain_index=0, prev_hash="", hash=""))
+    session.flush()
+
+
+# --- response bodies ---------------------------------------------------------------------------
+
+
+class StatementOut(BaseModel):
+    employee_id: int
+    period: str
+    status: StatementStatus
+    total_fen: int
+    line_count: int
+    protection_income_fen: int
+    adjustment_fen: int
+    finalized_at: datetime | None
+
+
+class StatementPage(BaseModel):
+    items: list[StatementOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class CustomerTotalOut(BaseModel):
+    customer_id: int
+    customer_code: str
+    customer_name: str
+    total_fen: int
+    lines: int
+
+
+class RuleTotalOut(BaseModel):
+    rule: str
+    total_fen: int
+    lines: int
+
+
+class StatementLineOut(BaseModel):
+    order_id: int
+    order_external_id: str
+    customer_id: int
+    customer_code: str
+    role: str
+    rule: str
+    rate_bp: int
+    share_bp: int
+    base_amount_fen: int
+    amount_fen: int
+    origin_period: str
+    is_adjustment: bool
+    request_id: int | None
+
+
+class StatementDetailOut(StatementOut):
+    employee_no: str
+    employee_name: str
+    by_customer: list[CustomerTotalOut]
+    by_rule: list[RuleTotalOut]
+    lines: list[StatementLineOut]
+
+
+def _out(header: StatementHeader) -> StatementOut:
+    return StatementOut(**_header_fields(header))
+
+
+def _header_fields(header: StatementHeader) -> dict[str, Any]:
+    return dict(employee_id=header.employee_id, period=header.period, status=header.status,
+                total_fen=header.total_fen, line_count=header.line_count,
+                protection_income_fen=header.protection_income_fen,
+                adjustment_fen=header.adjustment_fen, finalized_at=header.finalized_at)
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def yuan(fen: int) -> str:
+    """Exact two-decimal yuan from integer fen: -5 -> '-0.05'."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def _text(value: str) -> str:
+    """A text cell that a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    buffer.write(BOM)
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _filename_part(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value) or "employee"
+
+
+def _csv_response(content: bytes, filename: str) -> Response:
+    return Response(content, media_type=CSV_MEDIA_TYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "Cache-Control": "no-store"})
+
+
+LINE_COLUMNS = ("order_id", "order_external_id", "customer_id", "customer_code", "customer_name",
+                "role", "rule", "rate_bp", "share_bp", "base_amount_fen", "base_amount_yuan",
+                "amount_fen", "amount_yuan", "origin_period", "is_adjustment", "request_id")
+EXPORT_COLUMNS = ("employee_id", "employee_no", "name", "period", "status", "total_fen",
+                  "total_yuan", "protection_income_fen", "protection_income_yuan",
+                  "adjustment_fen", "adjustment_yuan", "line_count")
+
+
+def _statement_csv(detail: StatementDetail) -> bytes:
+    rows: list[list[Any]] = [
+        [x.order_id, _text(x.order_external_id), x.customer_id, _text(x.customer_code),
+         _text(x.customer_name), x.role, x.rule, x.rate_bp, x.share_bp, x.base_amount_fen,
+         yuan(x.base_amount_fen), x.amount_fen, yuan(x.amount_fen), x.origin_period,
+         "true" if x.is_adjustment else "false", x.request_id if x.request_id is not None else ""]
+        for x in detail.lines
+    ]
+    total = detail.header.total_fen  # the SQL aggregate, not a sum of the rows above
+    rows.append(["TOTAL", "", "", "", "", "", "", "", "", "", "", total, yuan(total), "", "",
+                 ""])
+    return _csv(LINE_COLUMNS, rows)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.get("", response_model=StatementPage, responses=problem_responses(401, 422))
+def get_statements(
+    actor: CurrentActor,
+    sessions: SessionFactoryDep,
+    employee_id: int | None = None,
+    period: Annotated[str | None, Query(pattern=PERIOD_PATTERN,
+                                        description="YYYY-MM")] = None,
+    status: StatementStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StatementPage:
+    """Statements within the caller's scope, one per employee and month with commission
+    lines, newest month first. Totals are in fen; a FINAL month never changes."""
+    with sessions() as session:
+        items, total = list_statements(session, statement_scope(session, actor),
+                                       employee_id=employee_id, period=period, status=status,
+                                       limit=limit, offset=offset)
+    return StatementPage(items=[_out(h) for h in items], total=total, limit=limit,
+                         offset=offset)
+
+
+@router.get("/export.csv", response_class=Response,
+            responses={**CSV_RESPONSES, **problem_responses(401, 422)})
+def export_statements(
+    actor: CurrentActor,
+    sessions: SessionFactoryDep,
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")],
+) -> Response:
+    """Payroll export: one row per employee in the caller's scope with commission in
+    `period`. Amounts in integer fen, each with an exact yuan column."""
+    with sessions() as session:
+        rows = export_rows(session, statement_scope(session, actor), period)
+        _audit(session, actor, EVENT_EXPORTED, {
+            "period": period, "format": "csv",
+            "employee_ids": [r.header.employee_id for r in rows]})
+    content = _csv(EXPORT_COLUMNS, (
+        [r.header.employee_id, _text(r.employee_no), _text(r.name), r.header.period,
+         r.header.status.value, r.header.total_fen, yuan(r.header.total_fen),
+         r.header.protection_income_fen, yuan(r.header.protection_income_fen),
+         r.header.adjustment_fen, yuan(r.header.adjustment_fen), r.header.line_count]
+        for r in rows))
+    return _csv_response(content, f"commission-statements-{period}.csv")
+
+
+def _read(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
+          fmt: str) -> StatementDetail:
+    with sessions() as session:
+        detail = statement_detail(session, statement_scope(session, actor), employee_id,
+                                  period)
+        if detail is None:
+            raise _not_found(employee_id, period)
+        _audit(session, actor, EVENT_READ,
+               {"employee_id": employee_id, "period": period, "format": fmt})
+    return detail
+
+
+# registered before the JSON route: "{period}" alone would also match "2026-03.csv"
+@router.get("/{employee_id}/{period}.csv", response_class=Response,
+            responses={**CSV_RESPONSES, **problem_responses(401, 404, 422)})
+def get_statement_csv(employee_id: int, period: Period, actor: CurrentActor,
+                      sessions: SessionFactoryDep) -> Response:
+    """The statement's lines as CSV, with a header row and a final TOTAL row."""
+    detail = _read(sessions, actor, employee_id, period, "csv")
+    who = _filename_part(detail.employee_no or str(employee_id))
+    return _csv_response(_statement_csv(detail), f"commission-statement-{who}-{period}.csv")
+
+
+@router.get("/{employee_id}/{period}", response_model=StatementDetailOut,
+            responses=problem_responses(401, 404, 422))
+def get_statement(employee_id: int, period: Period, actor: CurrentActor,
+                  sessions: SessionFactoryDep) -> StatementDetailOut:
+    """One employee's statement for one month: totals by customer and by rule, and every
+    line ordered by customer then order. Adjustments of closed months carry the order and
+    its `origin_period`."""
+    detail = _read(sessions, actor, employee_id, period, "json")
+    return StatementDetailOut(
+        **_header_fields(detail.header), employee_no=detail.employee_no,
+        employee_name=detail.employee_name,
+        by_customer=[CustomerTotalOut(**vars(c)) for c in detail.by_customer],
+        by_rule=[RuleTotalOut(**vars(r)) for r in detail.by_rule],
+        lines=[StatementLineOut(**{k: v for k, v in vars(x).items() if k != "customer_name"})
+               for x in detail.lines],
+    )
