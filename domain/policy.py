@@ -43,6 +43,17 @@ class PolicyRules(BaseModel):
     compensation_pct_of_loss_bp: int = Field(default=0, ge=0, le=10_000)
     cooling_off_max: int = Field(default=2, ge=1)
     cooling_off_window: timedelta = timedelta(days=90)
+    # valuation and impact (issue "customer value, income impact and compensation")
+    valuation_horizon_months: int = Field(default=12, ge=1, le=60)
+    # legal also approves when a customer's value tier is at or above this (A is the top tier)
+    legal_tier_threshold: str | None = Field(default=None, pattern="^[ABC]$")
+    # ... or when the salesperson's projected loss reaches this
+    legal_loss_threshold_fen: int | None = Field(default=None, ge=0)
+    # the communication window may not be shorter than this (the policy's own legal minimum)
+    legal_minimum_window: timedelta = timedelta(0)
+    # compensation alternatives offered beside the lump sum
+    compensation_extra_protection: timedelta = timedelta(0)
+    compensation_extra_share_bp: int = Field(default=0, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _durations_make_sense(self) -> PolicyRules:
@@ -55,6 +66,12 @@ class PolicyRules(BaseModel):
             raise ValueError("cooling_off_window must be positive")
         if self.legal_threshold_fen < 0:
             raise ValueError("legal_threshold_fen must not be negative")
+        if self.communication_window < self.legal_minimum_window:
+            raise ValueError("communication_window is shorter than the policy's legal minimum "
+                             "window; lengthen the window or lower legal_minimum_window")
+        if self.protection_share_bp + self.compensation_extra_share_bp > 10_000:
+            raise ValueError("protection_share_bp plus compensation_extra_share_bp exceeds "
+                             "100%")
         for before in self.signature_reminders_before:
             if not zero < before < self.signature_deadline:
                 raise ValueError("signature_reminders_before must be positive and shorter than "

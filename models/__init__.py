@@ -10,15 +10,17 @@ from models.commission import (
 )
 from models.customer import Assignment, AssignmentSource, Customer, Order, OrderKind
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
-from models.policy import PolicyStatus, PolicyVersion
+from models.policy import PolicyAcknowledgement, PolicyStatus, PolicyVersion
 from models.reassignment import (
     Appeal,
     ApprovalStep,
     NotificationRecord,
     ReassignmentRequest,
     RequestCustomer,
+    RequestDocument,
     SignatureRecord,
 )
+from models.valuation import ValuationRun, ValuationSnapshot
 
 __all__ = [
     "Appeal",
@@ -36,13 +38,17 @@ __all__ = [
     "Order",
     "OrderKind",
     "OrgUnit",
+    "PolicyAcknowledgement",
     "PolicyStatus",
     "PolicyVersion",
     "ReassignmentRequest",
     "RequestCustomer",
+    "RequestDocument",
     "SettlementRun",
     "SignatureRecord",
     "Statement",
     "StatementStatus",
     "UserAccount",
+    "ValuationRun",
+    "ValuationSnapshot",
 ]

@@ -33,3 +33,15 @@ class PolicyVersion(SQLModel, table=True):
 
     def parsed_rules(self) -> PolicyRules:
         return PolicyRules.model_validate(self.rules)
+
+
+class PolicyAcknowledgement(SQLModel, table=True):
+    """An employee has read a published policy version (DESIGN.md: rules must be published)."""
+
+    __tablename__ = "policy_acknowledgement"
+    __table_args__ = (UniqueConstraint("policy_version_id", "employee_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_version_id: int = Field(foreign_key="policy_version.id", index=True)
+    employee_id: int = Field(foreign_key="employee.id", index=True)
+    acknowledged_at: datetime = Field(sa_type=UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from domain.stages import Stage
@@ -39,6 +39,9 @@ class ReassignmentRequest(SQLModel, table=True):
     protection_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # copied from terms when the transfer takes effect: attribution SQL reads a plain column
     protection_share_bp: int | None = None
+    # value, income impact and compensation with inputs and explanation (domain.impact)
+    assessment: dict[str, Any] = Field(default_factory=dict,
+                                       sa_column=Column(JSON, nullable=False, server_default="{}"))
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -118,3 +121,23 @@ class NotificationRecord(SQLModel, table=True):
     message: str = Field(max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RequestDocument(SQLModel, table=True):
+    """A rendered document of a request (the personal report, the agreement), kept as evidence.
+
+    Stored in the database so that the bytes whose SHA-256 is on record cannot drift from it.
+    """
+
+    __tablename__ = "request_document"
+    __table_args__ = (UniqueConstraint("request_id", "kind", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="reassignment_request.id", index=True)
+    kind: str = Field(max_length=20, description="REPORT or AGREEMENT")
+    version: int = 1
+    language: str = Field(default="zh-CN", max_length=10)
+    sha256: str = Field(max_length=64)
+    pdf: bytes = Field(sa_type=LargeBinary)
+    html: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
