@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.approval_chain import NoApproverError, escalation_approver, resolve_chain
+from domain.impact import legal_review_needed
 from domain.policy import Terms, check_request
 from domain.stages import TERMINAL_STAGES, Reason, Role
 from domain.workflow_dto import (
@@ -84,10 +85,14 @@ class ReassignmentActivities:
             org = org_snapshot(session)
             chain = []
             try:
-                chain = resolve_chain(rules=rules, org=org,
-                                      from_employee_id=request.from_employee_id,
-                                      requester_id=request.requester_id,
-                                      value_fen=request.value_fen)
+                assessment = request.assessment or {}
+                chain = resolve_chain(
+                    rules=rules, org=org, from_employee_id=request.from_employee_id,
+                    requester_id=request.requester_id, value_fen=request.value_fen,
+                    needs_legal=legal_review_needed(
+                        rules, value_fen=request.value_fen,
+                        top_tier=assessment.get("top_tier"),
+                        projected_loss_fen=assessment.get("projected_loss_fen")))
             except NoApproverError as exc:
                 out.append(ViolationOut(code="NO_APPROVER", message=str(exc)))
             hr_ids = sorted(p.id for p in org.people.values() if p.active and Role.HR in p.roles)

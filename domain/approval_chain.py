@@ -109,10 +109,17 @@ def resolve_chain(
     from_employee_id: int,
     requester_id: int,
     value_fen: int,
+    needs_legal: bool | None = None,
 ) -> list[ApprovalLevel]:
-    """The ordered approval levels. Skips the requester and anyone already in the chain."""
+    """The ordered approval levels. Skips the requester and anyone already in the chain.
+
+    `needs_legal` comes from domain.impact.legal_review_needed (value, tier or loss); when not
+    given, the value threshold alone decides.
+    """
     level_rules = list(rules.approval_levels)
-    if rules.legal_level is not None and value_fen >= rules.legal_threshold_fen:
+    if needs_legal is None:
+        needs_legal = value_fen >= rules.legal_threshold_fen
+    if rules.legal_level is not None and needs_legal:
         level_rules.append(rules.legal_level)
     excluded = {requester_id, from_employee_id}
     chain: list[ApprovalLevel] = []
