@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres run test lint fmt
+.PHONY: help install postgres run test lint fmt bench
 
 help:
 	@echo "make install  create .venv and install Baton with its dev dependencies"
@@ -19,6 +19,7 @@ help:
 	@echo "make test     run the whole test suite (PYTEST_ARGS='-k ...' to narrow it)"
 	@echo "make lint     ruff check"
 	@echo "make fmt      ruff format"
+	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
 
 install: $(STAMP) postgres
 
@@ -54,3 +55,8 @@ lint: install
 
 fmt: install
 	$(BIN)/ruff format .
+
+# Not part of `make test`: minutes, and 1M orders per backend (see bench/README.md).
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python -m bench.settlement $(BENCH_ARGS)

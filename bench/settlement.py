@@ -1,0 +1,649 @@
+"""Settlement benchmark: one year of monthly settlements against a hand-written floor query.
+
+    .venv/bin/python -m bench.settlement                       # both backends, 100k and 1M orders
+    .venv/bin/python -m bench.settlement --orders 20000 --backend sqlite
+
+For every backend and order count it builds a fresh database (schema by Alembic), generates a
+deterministic book of business on the machine, and then measures, on that same database:
+
+* settlement: `finalize_period` for each of the 12 months of the year in order, each month in
+  its own transaction, exactly as the settlement workflow's activity calls it;
+* floor: ONE hand-written SQL statement that computes the same per-employee yearly totals with
+  the same attribution rules (DESIGN.md "Commission attribution") without writing anything.
+
+The settled lines are summed per employee and must equal the floor's totals, or the run fails.
+The floor is run once untimed before the settlement (to warm the cache for both), and timed
+after the settlement; both figures are warm. The ratio settlement/floor is the figure of merit;
+absolute seconds on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Table, insert, text
+from sqlalchemy.engine import Connection, Engine
+
+from domain.periods import period_of
+from domain.policy import ApprovalLevelRule, PolicyRules, Terms
+from domain.stages import Reason, Role
+from models import (
+    Assignment,
+    AssignmentSource,
+    CommissionPlan,
+    Customer,
+    Employee,
+    Order,
+    OrderKind,
+    OrgUnit,
+    PolicyStatus,
+    PolicyVersion,
+    ReassignmentRequest,
+    RequestCustomer,
+)
+from models.commission_engine import finalize_period
+from models.db import make_engine, migrate, session_factory
+
+YEAR = 2025
+PERIODS = [f"{YEAR}-{month:02d}" for month in range(1, 13)]
+TIMEZONE = "Asia/Shanghai"  # settings.org_timezone's default; periods are filled with it
+# the year in the organisation's timezone, in UTC; all generated times are whole seconds from here
+YEAR_START = datetime(YEAR - 1, 12, 31, 16, 0, tzinfo=UTC)  # YEAR-01-01T00:00+08:00
+YEAR_SECONDS = 365 * 86_400
+DAY = 86_400
+HISTORY_START = -2 * 365 * DAY  # customers were found two years before the year
+CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class Scale:
+    orders: int = 1_000_000  # rows in customer_order, refunds included
+    customers: int = 20_000
+    salespeople: int = 500
+    reassigned: int = 5_000  # customers reassigned during the year
+    refund_pct: float = 1.0
+    seed: int = 20250101
+
+
+@dataclass
+class Generated:
+    orders: int = 0
+    refunds: int = 0
+    customers: int = 0
+    salespeople: int = 0
+    plans: int = 0
+    requests: int = 0
+    reassigned: int = 0
+    protected_at_year_end: int = 0
+    boundary_orders: int = 0
+    seconds: float = 0.0
+
+
+def _at(seconds: int) -> datetime:
+    return YEAR_START + timedelta(seconds=seconds)
+
+
+def bench_policy_rules() -> PolicyRules:
+    level = {"sla": timedelta(days=3), "reminder_after": timedelta(days=2)}
+    return PolicyRules(
+        allowed_reasons=list(Reason), communication_window=timedelta(days=7),
+        signature_deadline=timedelta(days=7),
+        approval_levels=[ApprovalLevelRule(role=r, **level)
+                         for r in (Role.MANAGER, Role.DIRECTOR, Role.HR)],
+        protection_period=timedelta(days=180), protection_share_bp=5_000,
+        inherited_rate_bp=200,
+    )
+
+
+# --- data generation -------------------------------------------------------------------------
+
+
+@dataclass
+class _Book:
+    """Everything but the orders, as rows, plus what the order generator needs to know."""
+
+    units: list[dict] = field(default_factory=list)
+    employees: list[dict] = field(default_factory=list)
+    plans: list[dict] = field(default_factory=list)
+    customers: list[dict] = field(default_factory=list)
+    assignments: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    request_customers: list[dict] = field(default_factory=list)
+    # (customer, seconds) orders that must exist: bookings exactly on a boundary
+    pinned: list[tuple[int, int]] = field(default_factory=list)
+    protected_at_year_end: int = 0
+
+
+def _build_book(rnd: random.Random, scale: Scale) -> _Book:
+    book = _Book()
+    book.units = [
+        {"id": 1, "name": "Bench Co", "function": "company", "parent_id": None},
+        {"id": 2, "name": "Sales", "function": "sales", "parent_id": 1},
+        {"id": 3, "name": "HR", "function": "hr", "parent_id": 1},
+    ]
+    teams = max(1, scale.salespeople // 50)
+    book.units += [{"id": 4 + i, "name": f"Team {i + 1}", "function": "team", "parent_id": 2}
+                   for i in range(teams)]
+    hired = _at(HISTORY_START - 365 * DAY)
+    book.employees.append({"id": 1, "employee_no": "BENCH-HR", "name": "Bench HR", "role": "hr",
+                           "org_unit_id": 3, "hired_at": hired})
+    sales = list(range(2, 2 + scale.salespeople))
+    for i, emp in enumerate(sales):
+        book.employees.append({"id": emp, "employee_no": f"BENCH-S{i:05d}",
+                               "name": f"Sales {i}", "role": "sales",
+                               "org_unit_id": 4 + i % teams, "manager_id": None,
+                               "hired_at": hired})
+
+    rates = range(300, 850, 50)
+    inherited = range(100, 450, 50)
+    plan_changes: dict[int, int] = {}  # employee -> seconds of the mid-year plan change
+    for emp in sales:
+        first = {"employee_id": emp, "effective_from": _at(HISTORY_START),
+                 "effective_to": None, "base_rate_bp": rnd.choice(rates),
+                 "inherited_rate_bp": rnd.choice(inherited), "created_by": 1}
+        book.plans.append(first)
+        if rnd.random() < 0.4:  # a new plan from some moment in March..October
+            change = rnd.randint(60 * DAY, 300 * DAY)
+            first["effective_to"] = _at(change)
+            plan_changes[emp] = change
+            book.plans.append({"employee_id": emp, "effective_from": _at(change),
+                               "effective_to": None, "base_rate_bp": rnd.choice(rates),
+                               "inherited_rate_bp": rnd.choice(inherited), "created_by": 1})
+    for i, plan in enumerate(book.plans, start=1):
+        plan["id"] = i
+
+    found_by = {c: rnd.choice(sales) for c in range(1, scale.customers + 1)}
+    book.customers = [{"id": c, "code": f"BC{c:07d}", "name": f"Customer {c}",
+                       "found_by_employee_id": found_by[c]} for c in found_by]
+    reassigned = set(rnd.sample(sorted(found_by), min(scale.reassigned, scale.customers)))
+    terms_rules = bench_policy_rules()
+
+    def request(customer: int, a: int, b: int, effective: int, end: int, share: int,
+                stage: str) -> int:
+        rid = len(book.requests) + 1
+        terms = Terms(protection_period=timedelta(seconds=end - effective),
+                      protection_share_bp=share,
+                      inherited_rate_bp=terms_rules.inherited_rate_bp)
+        book.requests.append({
+            "id": rid, "workflow_id": f"reassignment-{rid}", "idempotency_key": f"bench-{rid}",
+            "payload_hash": "0" * 64, "requester_id": 1, "from_employee_id": a,
+            "to_employee_id": b, "customer_ids": [customer], "reason": "TERRITORY_REALIGNMENT",
+            "stage": stage, "policy_version_id": 1, "terms": terms.model_dump(mode="json"),
+            "effective_at": _at(effective), "protection_end": _at(end),
+            "protection_share_bp": share, "closed_at": _at(end) if stage == "COMPLETED" else None,
+        })
+        book.request_customers.append({"request_id": rid, "customer_id": customer})
+        return rid
+
+    def span(customer: int, emp: int, start: int, end: int | None,
+             source: AssignmentSource, rid: int | None = None) -> None:
+        book.assignments.append({
+            "id": len(book.assignments) + 1, "customer_id": customer, "employee_id": emp,
+            "start_at": _at(start), "end_at": None if end is None else _at(end),
+            "source": source, "request_id": rid})
+
+    shares = (3_000, 5_000, 5_000, 7_000, 10_000, 0)
+    n = 0  # reassigned customers so far: every other one is still protected at year end
+    for customer in sorted(found_by):
+        x = found_by[customer]
+        if customer not in reassigned:
+            span(customer, x, HISTORY_START, None, AssignmentSource.FOUND)
+            continue
+        n += 1
+        a, start = x, HISTORY_START
+        if rnd.random() < 0.1:  # A received the customer by reassignment last year (rule 7)
+            a = rnd.choice([s for s in sales if s != x]) if len(sales) > 1 else x
+            e0 = rnd.randint(-300 * DAY, -200 * DAY)
+            r0 = request(customer, x, a, e0, e0 + 90 * DAY, rnd.choice(shares), "COMPLETED")
+            span(customer, x, HISTORY_START, e0, AssignmentSource.FOUND)
+            span(customer, a, e0, None, AssignmentSource.REASSIGNMENT, r0)
+            start = e0
+        b = rnd.choice([s for s in sales if s != a]) if len(sales) > 1 else a
+        if n % 2 == 0:  # protection ends mid-year
+            effective = rnd.randint(14 * DAY, 180 * DAY)
+            end = effective + rnd.randint(30 * DAY, 150 * DAY)
+            stage = "COMPLETED"
+        else:  # still inside protection when the year ends
+            effective = rnd.randint(185 * DAY, 349 * DAY)
+            end = effective + 180 * DAY
+            stage = "PROTECTION"
+            book.protected_at_year_end += 1
+        rid = request(customer, a, b, effective, end, rnd.choice(shares), stage)
+        if start == HISTORY_START:
+            span(customer, a, HISTORY_START, effective, AssignmentSource.FOUND)
+        else:
+            book.assignments[-1]["end_at"] = _at(effective)  # close A's received span
+        span(customer, b, effective, None, AssignmentSource.REASSIGNMENT, rid)
+        # bookings exactly at the boundaries (start inclusive, end exclusive)
+        if rnd.random() < 0.2:
+            book.pinned.append((customer, effective))
+        if rnd.random() < 0.2 and end < YEAR_SECONDS:
+            book.pinned.append((customer, end))
+
+    by_owner: dict[int, list[int]] = {}
+    for customer, emp in found_by.items():
+        if customer not in reassigned:
+            by_owner.setdefault(emp, []).append(customer)
+    for emp, change in plan_changes.items():  # an order exactly at a plan change
+        if by_owner.get(emp):
+            book.pinned.append((rnd.choice(by_owner[emp]), change))
+    return book
+
+
+def _order_rows(rnd: random.Random, scale: Scale, pinned: Sequence[tuple[int, int]],
+                timezone: str) -> tuple[list[dict], int]:
+    """All customer_order rows, ids in booking order (orders arrive over time); refunds last
+    their original by at least a minute and stay inside the year."""
+    n_refunds = round(scale.orders * scale.refund_pct / 100)
+    n_originals = max(1, scale.orders - n_refunds)
+    weights = [rnd.lognormvariate(0, 1) for _ in range(scale.customers)]
+    cum, total = [], 0.0
+    for w in weights:
+        total += w
+        cum.append(total)
+    pinned = list(pinned)[:n_originals]
+    n_random = n_originals - len(pinned)
+    customers = rnd.choices(range(1, scale.customers + 1), cum_weights=cum, k=n_random)
+    # (seconds, sequence, customer, amount, kind, original sequence)
+    events: list[tuple[int, int, int, int, str, int | None]] = []
+    for customer, at in pinned:
+        events.append((at, len(events), customer, _amount(rnd), OrderKind.ORDER.value, None))
+    for customer in customers:
+        events.append((rnd.randrange(YEAR_SECONDS), len(events), customer, _amount(rnd),
+                       OrderKind.ORDER.value, None))
+    originals = list(events)
+    refunded: set[int] = set()
+    made = 0
+    while made < n_refunds and len(refunded) < len(originals):
+        at, seq, customer, amount, _, _ = rnd.choice(originals)
+        room = YEAR_SECONDS - 1 - at
+        if room < 120 or amount < 2 or seq in refunded:
+            refunded.add(seq)
+            continue
+        refunded.add(seq)
+        first_at = at + rnd.randint(60, min(room - 60, 40 * DAY))
+        if made + 1 < n_refunds and rnd.random() < 0.25:  # a partial refund, then the rest
+            part = rnd.randint(1, amount - 1)
+            second_at = first_at + rnd.randint(1, max(1, min(YEAR_SECONDS - 1 - first_at,
+                                                               30 * DAY)))
+            events.append((first_at, len(events), customer, -part, OrderKind.REFUND.value, seq))
+            events.append((second_at, len(events), customer, -(amount - part),
+                           OrderKind.CANCELLATION.value, seq))
+            made += 2
+        elif rnd.random() < 0.5:
+            events.append((first_at, len(events), customer, -amount,
+                           OrderKind.CANCELLATION.value, seq))
+            made += 1
+        else:
+            events.append((first_at, len(events), customer, -rnd.randint(1, amount),
+                           OrderKind.REFUND.value, seq))
+            made += 1
+    events.sort()
+    id_of = {seq: i for i, (_, seq, *_rest) in enumerate(events, start=1)}
+    hour_period: dict[int, str] = {}  # month edges fall on whole hours in UTC
+    lines = ("hardware", "software", "services", "support")
+    rows = []
+    for i, (at, _seq, customer, amount, kind, original) in enumerate(events, start=1):
+        booked = _at(at)
+        period = hour_period.get(at // 3600)
+        if period is None:
+            period = hour_period[at // 3600] = period_of(_at(at - at % 3600), timezone)
+        rows.append({"id": i, "external_id": f"BENCH-{i:08d}", "kind": kind,
+                     "original_order_id": None if original is None else id_of[original],
+                     "customer_id": customer, "amount_fen": amount, "currency": "CNY",
+                     "booked_at": booked, "period": period,
+                     "product_line": lines[customer % 4], "content_hash": "",
+                     "received_at": booked})
+    return rows, len(events) - n_originals
+
+
+def _amount(rnd: random.Random) -> int:
+    return max(1, min(10**9, int(rnd.lognormvariate(11, 1.2))))  # median ~600 yuan
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict]) -> None:
+    for i in range(0, len(rows), CHUNK):
+        conn.execute(insert(table), rows[i:i + CHUNK])
+
+
+_ORDER_COLUMNS = ("id", "external_id", "kind", "original_order_id", "customer_id",
+                  "amount_fen", "currency", "booked_at", "period", "product_line",
+                  "content_hash", "received_at")
+
+
+def _copy_orders(conn: Connection, rows: list[dict]) -> None:
+    """PostgreSQL: COPY is several times faster than multi-row INSERTs."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(
+            f"COPY customer_order ({', '.join(_ORDER_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in _ORDER_COLUMNS])
+
+
+def generate(engine: Engine, scale: Scale, timezone: str = TIMEZONE) -> Generated:
+    """Fill an empty, migrated database with one deterministic year of business."""
+    started = time.perf_counter()
+    rnd = random.Random(scale.seed)
+    book = _build_book(rnd, scale)
+    orders, refunds = _order_rows(rnd, scale, book.pinned, timezone)
+    policy = {"id": 1, "name": "bench", "version": 1, "status": PolicyStatus.PUBLISHED,
+              "rules": bench_policy_rules().model_dump(mode="json"),
+              "published_at": _at(HISTORY_START)}
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        _insert(conn, OrgUnit.__table__, book.units)
+        _insert(conn, Employee.__table__, book.employees)
+        _insert(conn, PolicyVersion.__table__, [policy])
+        _insert(conn, CommissionPlan.__table__, book.plans)
+        _insert(conn, Customer.__table__, book.customers)
+        _insert(conn, ReassignmentRequest.__table__, book.requests)
+        _insert(conn, RequestCustomer.__table__, book.request_customers)
+        _insert(conn, Assignment.__table__, book.assignments)
+        if postgres:
+            _copy_orders(conn, orders)
+            for table in ("org_unit", "employee", "policy_version", "commission_plan",
+                          "customer", "reassignment_request", "assignment", "customer_order"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                  f"(SELECT max(id) FROM {table}))"))
+        else:
+            _insert(conn, Order.__table__, orders)
+    # fresh statistics, as autovacuum would gather on PostgreSQL; same for both contenders
+    if postgres:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    return Generated(
+        orders=len(orders), refunds=refunds, customers=len(book.customers),
+        salespeople=len(book.employees) - 1, plans=len(book.plans),
+        requests=len(book.requests), reassigned=len({r["customer_ids"][0] for r in book.requests
+                                                     if r["effective_at"] >= YEAR_START}),
+        protected_at_year_end=book.protected_at_year_end, boundary_orders=len(book.pinned),
+        seconds=time.perf_counter() - started)
+
+
+# --- the contenders --------------------------------------------------------------------------
+
+
+def settle_year(engine: Engine, periods: Sequence[str] = PERIODS) -> list[float]:
+    """finalize_period for each month in order, one transaction each. Seconds per month."""
+    sessions = session_factory(engine)
+    seconds = []
+    for period in periods:
+        started = time.perf_counter()
+        with sessions() as session:
+            finalize_period(session, period, run_key=f"bench-{period}", trigger="bench")
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def _fen(rate: str, share: str) -> str:
+    """One line's amount, as domain.commission: half-up per line on the magnitude; refunds
+    claw back cumulatively (clawback_amount). `a` is the row's amount, `before_fen` what
+    earlier refunds of the same original already took (NULL for orders)."""
+    r, s = f"COALESCE({rate}, 0)", share
+
+    def rounded(fen: str) -> str:
+        return f"(({fen}) * {r} * {s} + 50000000) / 100000000"
+
+    return (f"CASE WHEN before_fen IS NOT NULL "
+            f"THEN {rounded('before_fen')} - {rounded('before_fen - a')} "
+            f"WHEN a >= 0 THEN {rounded('a')} ELSE -{rounded('-a')} END")
+
+
+# One statement, the same text on SQLite and PostgreSQL. Per order (or refund) at time t (the
+# original's booking time for refunds): the owner's span at t; the request's protection if t is
+# inside it; A's span that ended at effective_at (rule 7); both plans in force at t. Each order
+# yields an owner line (b_*) and, inside protection, a protected-original line (a_*). Lines are
+# summed per (owner, original) pair first, then unpivoted into per-employee totals.
+FLOOR_SQL = f"""
+WITH refund AS (
+    SELECT r.id AS order_id,
+           CAST(COALESCE(SUM(-r.amount_fen) OVER (
+               PARTITION BY r.original_order_id ORDER BY r.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before_fen
+    FROM customer_order r
+    WHERE r.original_order_id IS NOT NULL
+),
+ord AS (
+    SELECT o.customer_id, o.amount_fen AS a, rf.before_fen,
+           COALESCE(orig.booked_at, o.booked_at) AS t
+    FROM customer_order o
+    LEFT JOIN customer_order orig ON orig.id = o.original_order_id
+    LEFT JOIN refund rf ON rf.order_id = o.id
+    WHERE o.period BETWEEN :first AND :last
+),
+line AS (
+    SELECT ord.a, ord.before_fen,
+           own.employee_id AS b_id,
+           CASE WHEN req.id IS NULL AND own.source = 'FOUND' THEN po.base_rate_bp
+                ELSE po.inherited_rate_bp END AS b_rate,
+           CASE WHEN req.id IS NULL THEN 10000
+                ELSE 10000 - req.protection_share_bp END AS b_share,
+           req.from_employee_id AS a_id,
+           CASE WHEN prev.source = 'REASSIGNMENT' THEN pa.inherited_rate_bp
+                ELSE pa.base_rate_bp END AS a_rate,
+           req.protection_share_bp AS a_share
+    FROM ord
+    JOIN assignment own
+      ON own.customer_id = ord.customer_id AND own.start_at <= ord.t
+     AND (own.end_at IS NULL OR own.end_at > ord.t)
+    LEFT JOIN reassignment_request req
+      ON req.id = own.request_id AND req.effective_at <= ord.t AND req.protection_end > ord.t
+    LEFT JOIN assignment prev
+      ON prev.customer_id = ord.customer_id AND prev.employee_id = req.from_employee_id
+     AND prev.end_at = req.effective_at
+    LEFT JOIN commission_plan po
+      ON po.employee_id = own.employee_id AND po.effective_from <= ord.t
+     AND (po.effective_to IS NULL OR po.effective_to > ord.t)
+    LEFT JOIN commission_plan pa
+      ON pa.employee_id = req.from_employee_id AND pa.effective_from <= ord.t
+     AND (pa.effective_to IS NULL OR pa.effective_to > ord.t)
+),
+pair AS MATERIALIZED (
+    SELECT b_id, a_id, SUM({_fen('b_rate', 'b_share')}) AS b_fen,
+           SUM({_fen('a_rate', 'a_share')}) AS a_fen
+    FROM line
+    GROUP BY b_id, a_id
+)
+SELECT employee_id, SUM(fen) AS total_fen
+FROM (SELECT b_id AS employee_id, b_fen AS fen FROM pair
+      UNION ALL
+      SELECT a_id, a_fen FROM pair WHERE a_id IS NOT NULL) AS per_role
+GROUP BY employee_id
+"""
+
+
+def floor_totals(engine: Engine, periods: Sequence[str] = PERIODS) -> dict[int, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(FLOOR_SQL), {"first": periods[0], "last": periods[-1]}).all()
+    return {int(employee): int(total) for employee, total in rows}
+
+
+def settled_totals(engine: Engine, periods: Sequence[str] = PERIODS) -> dict[int, int]:
+    """Per employee: the sum of the settled lines, checked against the final statements."""
+    params = {"first": periods[0], "last": periods[-1]}
+    with engine.connect() as conn:
+        lines = {int(e): int(t) for e, t in conn.execute(text(
+            "SELECT employee_id, SUM(amount_fen) FROM commission_line "
+            "WHERE period BETWEEN :first AND :last GROUP BY employee_id"), params)}
+        statements = {int(e): int(t) for e, t in conn.execute(text(
+            "SELECT employee_id, SUM(total_fen) FROM statement WHERE status = 'FINAL' "
+            "AND period BETWEEN :first AND :last GROUP BY employee_id"), params)}
+    if {e: t for e, t in statements.items() if t} != {e: t for e, t in lines.items() if t}:
+        raise AssertionError("final statements do not add up to their lines")
+    return lines
+
+
+def count_lines(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM commission_line")).scalar_one())
+
+
+def compare(settled: dict[int, int], floor: dict[int, int]) -> list[str]:
+    """Differences as readable lines; empty when the totals are identical."""
+    out = []
+    for employee in sorted(set(settled) | set(floor)):
+        s, f = settled.get(employee), floor.get(employee)
+        if s != f:
+            out.append(f"employee {employee}: settlement {s} floor {f}")
+    return out
+
+
+DatabaseFactory = Callable[[str], contextlib.AbstractContextManager[str]]
+
+
+# --- one measurement -------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    backend: str
+    orders: int
+    generated: Generated
+    settlement_s: float
+    floor_s: float
+    month_s: list[float]
+    lines: int
+    employees: int
+
+    @property
+    def ratio(self) -> float:
+        return self.settlement_s / self.floor_s
+
+
+def measure(url: str, backend: str, scale: Scale, *, say: Callable[[str], None] = print,
+            floor_runs: int = 1) -> Result:
+    """Migrate, generate, settle the year, run the floor; fail loudly if the totals differ."""
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        generated = generate(engine, scale)
+        say(f"{backend} {scale.orders:,}: generated {generated.orders:,} orders "
+            f"({generated.refunds:,} refunds), {generated.reassigned:,} reassigned customers "
+            f"({generated.protected_at_year_end:,} still protected at year end) "
+            f"in {generated.seconds:.1f} s")
+        floor_totals(engine)  # warm-up, untimed: both contenders then run on a warm cache
+        months = settle_year(engine)
+        settlement_s = sum(months)
+        say(f"{backend} {scale.orders:,}: settlement {settlement_s:.2f} s "
+            f"(months {', '.join(f'{m:.2f}' for m in months)})")
+        floor_s = float("inf")
+        floor: dict[int, int] = {}
+        for _ in range(floor_runs):
+            started = time.perf_counter()
+            floor = floor_totals(engine)
+            floor_s = min(floor_s, time.perf_counter() - started)
+        settled = settled_totals(engine)
+        differences = compare(settled, floor)
+        if differences:
+            raise SystemExit(f"{backend} {scale.orders:,}: TOTALS DIFFER for "
+                             f"{len(differences)} employees:\n  " + "\n  ".join(differences[:20]))
+        say(f"{backend} {scale.orders:,}: floor {floor_s:.2f} s; totals match "
+            f"({len(settled)} employees, {sum(settled.values()):,} fen)")
+        return Result(backend, generated.orders, generated, settlement_s, floor_s, months,
+                      count_lines(engine), len(settled))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _databases(backend: str, workdir: Path) -> Iterator[DatabaseFactory]:
+    """Yields a factory of fresh, empty database URLs for `backend`."""
+    if backend == "sqlite":
+        @contextlib.contextmanager
+        def sqlite_db(name: str) -> Iterator[str]:
+            path = workdir / f"{name}.db"
+            yield f"sqlite:///{path}"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+        yield sqlite_db
+        return
+    from tests.pg import fresh_database, sigterm_as_interrupt, temporary_postgres
+
+    with sigterm_as_interrupt(), temporary_postgres() as server:
+        @contextlib.contextmanager
+        def pg_db(_name: str) -> Iterator[str]:
+            with fresh_database(server) as url:
+                yield url
+
+        yield pg_db
+
+
+def format_table(results: Iterable[Result]) -> str:
+    results = list(results)
+    out = [f"{'backend':<10} {'orders':>10} {'gen s':>8} {'settlement s':>13} {'floor s':>8} "
+           f"{'ratio':>6}  {'lines':>10}",
+           "-" * 74]
+    for r in results:
+        out.append(f"{r.backend:<10} {r.orders:>10,} {r.generated.seconds:>8.1f} "
+                   f"{r.settlement_s:>13.2f} {r.floor_s:>8.2f} {r.ratio:>6.2f}  {r.lines:>10,}")
+    by_backend: dict[str, list[Result]] = {}
+    for r in results:
+        by_backend.setdefault(r.backend, []).append(r)
+    for backend, rows in by_backend.items():
+        rows.sort(key=lambda r: r.orders)
+        for small, big in zip(rows, rows[1:], strict=False):
+            out.append(f"{backend}: settlement({big.orders:,})/settlement({small.orders:,}) = "
+                       f"{big.settlement_s / small.settlement_s:.2f}x for "
+                       f"{big.orders / small.orders:.0f}x the orders; floor "
+                       f"{big.floor_s / small.floor_s:.2f}x")
+    out.append("goal: settlement <= 1.5x floor; 10x the orders <= 11x the settlement time")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.settlement", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, nargs="+", default=[100_000, 1_000_000],
+                        help="order counts to run (refunds included); default 100000 1000000")
+    parser.add_argument("--customers", type=int, default=Scale.customers)
+    parser.add_argument("--salespeople", type=int, default=Scale.salespeople)
+    parser.add_argument("--reassigned", type=int, default=Scale.reassigned)
+    parser.add_argument("--seed", type=int, default=Scale.seed)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--floor-runs", type=int, default=1,
+                        help="time the floor this many times after the settlement; keep the "
+                             "fastest (default 1)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where SQLite files go (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+
+    def say(message: str) -> None:
+        print(f"[bench] {message}", flush=True)
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="baton-bench-",
+                                     dir=args.workdir) as tmp:
+        for backend in backends:
+            with _databases(backend, Path(tmp)) as database:
+                for orders in args.orders:
+                    scale = Scale(orders=orders, customers=args.customers,
+                                  salespeople=args.salespeople, reassigned=args.reassigned,
+                                  seed=args.seed)
+                    with database(f"{backend}-{orders}") as url:
+                        results.append(measure(url, backend, scale, say=say,
+                                               floor_runs=args.floor_runs))
+    print()
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["FLOOR_SQL", "Generated", "Result", "Scale", "floor_totals", "generate", "main",
+           "measure", "settle_year", "settled_totals"]
