@@ -42,6 +42,7 @@ from models import (
     SignatureRecord,
     UserAccount,
 )
+from models.assessment import reassess
 from models.audit import append_audit_event
 from models.commission_engine import recompute_for_customers_since
 from models.db import SessionFactory
@@ -137,6 +138,12 @@ class ReassignmentActivities:
                     request.last_transition_seq = rec.seq
                 if rec.terms is not None:
                     request.terms = rec.terms.model_dump(mode="json")
+                    if request.assessment:  # the figures follow the amended terms
+                        policy = session.get(PolicyVersion, request.policy_version_id)
+                        assert policy is not None
+                        request.assessment = reassess(
+                            request.assessment, policy.parsed_rules(), rec.terms,
+                        ).model_dump(mode="json")
                 if rec.effective_at is not None:
                     request.effective_at = rec.effective_at
                 if rec.protection_end is not None:

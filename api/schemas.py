@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from domain.impact import Assessment
 from domain.policy import Terms
 from domain.stages import Reason, Role, Stage
 from domain.workflow_dto import AppealOutcome, ReassignmentState
@@ -73,6 +74,7 @@ class RequestOut(BaseModel):
     policy_version_id: int
     terms: dict[str, Any]
     value_fen: int
+    assessment: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     effective_at: datetime | None
@@ -183,3 +185,11 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded", "down"]
     database: Literal["ok", "unavailable"]
     temporal: Literal["ok", "unavailable"]
+
+
+class PreviewOut(BaseModel):
+    """What a submit would record, without recording anything."""
+
+    policy_version_id: int
+    terms: Terms
+    assessment: Assessment

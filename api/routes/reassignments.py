@@ -21,6 +21,7 @@ from api.problems import Problem, problem_responses, temporal_unavailable_proble
 from api.schemas import (
     ApproveIn,
     AuditList,
+    PreviewOut,
     ReasonIn,
     RequestDetail,
     RequestOut,
@@ -99,6 +100,14 @@ async def submit(
     response.status_code = 201 if submission.created else 200
     response.headers["Location"] = str(request.url_for("get_request", request_id=out.id).path)
     return out
+
+
+@router.post("/preview", response_model=PreviewOut, responses=problem_responses(401, 403, 409, 422))
+def preview(body: SubmitIn, actor: CurrentActor, sessions: SessionFactoryDep) -> PreviewOut:
+    """The customers' value, the salesperson's projected loss and the compensation options,
+    exactly as a submit would store them. Nothing is written."""
+    policy_id, terms, assessment = service.preview_request(sessions, actor, body)
+    return PreviewOut(policy_version_id=policy_id, terms=terms, assessment=assessment)
 
 
 @router.get("", response_model=RequestPage, responses=problem_responses(401, 422))

@@ -32,9 +32,11 @@ from api.schemas import (
 )
 from api.security import Actor
 from api.services.scope import SUBMIT_ROLES, can_see, may_submit_for, visibility_clause
-from domain.policy import check_request, default_terms
+from domain.impact import Assessment
+from domain.policy import PolicyRules, Terms, check_request, default_terms
 from domain.stages import Stage
 from domain.workflow_dto import ReassignmentInput, workflow_id_for
+from models.assessment import build_assessment
 from models.audit import AuditEvent, append_audit_event
 from models.db import SessionFactory
 from models.facts import customer_facts, employee_facts, trailing_revenue_fen
@@ -139,9 +141,34 @@ def submit_request(
     return Submission(request=out, created=True)
 
 
-def _validate_and_insert(
-    session: Session, actor: Actor, body: SubmitIn, key: str, digest: str, now: datetime,
-) -> ReassignmentRequest:
+def preview_request(sessions: SessionFactory, actor: Actor, body: SubmitIn,
+                    *, now: datetime | None = None) -> tuple[int, Terms, Assessment]:
+    """Everything a submit would check and store, writing nothing: (policy id, terms, figures)."""
+    if not actor.has_any(*SUBMIT_ROLES):
+        need = ", ".join(r.value for r in SUBMIT_ROLES)
+        raise Problem(403, "forbidden-role", "Role required",
+                      f"Only {need} may preview a reassignment request.")
+    now = now or datetime.now(UTC)
+    with sessions() as session:
+        policy, rules = _validate(session, actor, body, now)
+        terms, assessment = _assessed_terms(session, body, rules, now)
+        assert policy.id is not None
+        return policy.id, terms, assessment
+
+
+def _assessed_terms(session: Session, body: SubmitIn, rules: PolicyRules,
+                    now: datetime) -> tuple[Terms, Assessment]:
+    customer_ids = list(dict.fromkeys(body.customer_ids))
+    assessment = build_assessment(session, owner_id=body.from_employee_id,
+                                  customer_ids=customer_ids, rules=rules,
+                                  terms=default_terms(rules), as_of=now)
+    # the offered terms carry the suggested compensation; the figures are stored alongside
+    terms = assessment.suggested.terms
+    return terms, assessment
+
+
+def _validate(session: Session, actor: Actor, body: SubmitIn,
+              now: datetime) -> tuple[PolicyVersion, PolicyRules]:
     policy = newest_published_policy(session)
     if policy is None or policy.id is None:
         raise Problem(409, "no-published-policy", "No published policy",
@@ -172,6 +199,15 @@ def _validate_and_insert(
             errors=[FieldError(field=v.field, code=v.code, message=v.message)
                     for v in violations],
         )
+    return policy, rules
+
+
+def _validate_and_insert(
+    session: Session, actor: Actor, body: SubmitIn, key: str, digest: str, now: datetime,
+) -> ReassignmentRequest:
+    policy, rules = _validate(session, actor, body, now)
+    assert policy.id is not None
+    terms, assessment = _assessed_terms(session, body, rules, now)
     customer_ids = list(dict.fromkeys(body.customer_ids))
     request = ReassignmentRequest(
         idempotency_key=key,
@@ -184,7 +220,8 @@ def _validate_and_insert(
         note=body.note,
         stage=Stage.SUBMITTED,
         policy_version_id=policy.id,
-        terms=default_terms(rules).model_dump(mode="json"),
+        terms=terms.model_dump(mode="json"),
+        assessment=assessment.model_dump(mode="json"),
         value_fen=trailing_revenue_fen(session, customer_ids, now - VALUE_WINDOW),
         created_at=now,
         updated_at=now,

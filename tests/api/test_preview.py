@@ -1,0 +1,81 @@
+"""Preview shows value, impact and compensation without writing; a submit stores the same."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from domain.policy import Terms
+from models import CommissionPlan, Order, ReassignmentRequest
+from models.assessment import reassess
+from models.policy import PolicyVersion
+from tests.api.conftest import Api
+
+
+def _body(org) -> dict:
+    return {"from_employee_id": org.sales_a1, "to_employee_id": org.sales_a2,
+            "customer_ids": org.customers_a1[:2], "reason": "TERRITORY_REALIGNMENT"}
+
+
+async def test_preview_writes_nothing_and_submit_stores_identical_figures(api: Api):
+    org = api.org
+    with api.sessions() as s:
+        s.add(CommissionPlan(employee_id=org.sales_a1, effective_from=datetime(2020, 1, 1,
+                             tzinfo=UTC), base_rate_bp=500, inherited_rate_bp=200))
+        for i, cid in enumerate(org.customers_a1[:2]):  # recent, whatever today's date
+            s.add(Order(external_id=f"PV-{i}", customer_id=cid, amount_fen=2_000_000,
+                        booked_at=datetime.now(UTC) - timedelta(days=10)))
+    auth = await api.auth(org.manager_a)
+    before = api.counts()
+    r = await api.http.post("/api/v1/reassignments/preview", headers=auth, json=_body(org))
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert api.counts() == before
+    a = preview["assessment"]
+    # no valuation has run: the run-rate fallback, trailing-12-month revenue over 12 months
+    assert [c["method"] for c in a["customers"]] == ["RUN_RATE", "RUN_RATE"]
+    t12m = sum(c["t12m_revenue_fen"] for c in a["customers"])
+    assert t12m >= 4_000_000 and a["total_expected_revenue_fen"] == t12m
+    assert a["projected_commission_fen"] == t12m * 5 // 100  # 5% base rate: A found them
+    assert a["projected_loss_fen"] > 0 and len(a["alternatives"]) >= 2
+    assert preview["terms"]["compensation_fen"] == a["suggested"]["terms"]["compensation_fen"]
+    assert preview["terms"]["compensation_fen"] > 0
+
+    r = await api.http.post("/api/v1/reassignments", headers={
+        **auth, "Idempotency-Key": str(uuid.uuid4())}, json=_body(org))
+    assert r.status_code == 201, r.text
+    with api.sessions() as s:
+        stored = s.get(ReassignmentRequest, r.json()["id"])
+    assert stored.assessment == a
+    assert stored.terms == preview["terms"]
+    assert r.json()["assessment"] == a
+
+
+async def test_preview_refuses_what_submit_refuses(api: Api):
+    org = api.org
+    body = {**_body(org), "customer_ids": [org.customers_b1[0]]}
+    r = await api.http.post("/api/v1/reassignments/preview",
+                            headers=await api.auth(org.manager_a), json=body)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["code"] == "NOT_OWNER"
+    r = await api.http.post("/api/v1/reassignments/preview",
+                            headers=await api.auth(org.sales_a1), json=_body(org))
+    assert r.status_code == 403
+
+
+async def test_amended_terms_are_reassessed_from_the_same_customer_figures(api: Api):
+    org = api.org
+    r = await api.http.post("/api/v1/reassignments/preview",
+                            headers=await api.auth(org.manager_a), json=_body(org))
+    stored = r.json()["assessment"]
+    with api.sessions() as s:
+        rules = s.exec(select(PolicyVersion)).first().parsed_rules()
+    longer = Terms(protection_period=timedelta(days=400), protection_share_bp=10_000,
+                   inherited_rate_bp=200, compensation_fen=0)
+    again = reassess(stored, rules, longer)
+    assert again.customers == reassess(stored, rules, longer).customers
+    # protection for the whole horizon at a full share: nothing is lost
+    assert again.projected_loss_fen == 0
