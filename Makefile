@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres run test lint fmt bench
+.PHONY: help install postgres documents-deps run test lint fmt bench
 
 help:
 	@echo "make install  create .venv and install Baton with its dev dependencies"
@@ -21,7 +21,7 @@ help:
 	@echo "make fmt      ruff format"
 	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
 
-install: $(STAMP) postgres
+install: $(STAMP) postgres documents-deps
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -41,6 +41,21 @@ postgres:
 			apt-get update && apt-get install -y postgresql-15; \
 		else \
 			echo "note: $(PG_INITDB) is missing; the PostgreSQL tests cannot run" >&2; \
+		fi; \
+	fi
+
+# Reports render HTML to PDF with WeasyPrint: it needs pango, harfbuzz-subset (fast font
+# subsetting) and a CJK font for Chinese text; pdftoppm/pdftotext help to look at the result.
+DOC_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
+documents-deps:
+	@missing=$$(for p in $(DOC_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update && apt-get install -y --no-install-recommends $$missing; \
+		else \
+			echo "note: missing Debian packages for PDF reports: $$missing" >&2; \
 		fi; \
 	fi
 
