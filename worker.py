@@ -21,14 +21,18 @@ from temporalio.worker import Worker
 
 from activities.reassignment import ReassignmentActivities
 from activities.settlement import SettlementActivities
+from activities.valuation import ValuationActivities
+from domain.valuation import ValuationRefreshInput
 from domain.workflow_dto import SettlementInput
 from models.db import SessionFactory, engine_for, session_factory
 from settings import get_settings
 from temporal_client import connect
 from workflows.reassignment import ReassignmentWorkflow
 from workflows.settlement import CommissionSettlementWorkflow
+from workflows.valuation import ValuationRefreshWorkflow
 
 SETTLEMENT_SCHEDULE_ID = "baton-monthly-settlement"
+VALUATION_SCHEDULE_ID = "baton-nightly-valuation"
 
 
 def build_worker(
@@ -38,10 +42,11 @@ def build_worker(
     """A worker for Baton's workflows; sync activities run on a thread pool."""
     reassignment = ReassignmentActivities(sessions)
     settlement = SettlementActivities(sessions, timezone)
+    valuation = ValuationActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow],
+        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow],
         activities=[
             reassignment.assess_request,
             reassignment.record_transition,
@@ -50,6 +55,7 @@ def build_worker(
             settlement.plan_settlement,
             settlement.recompute_open_period,
             settlement.finalize_settlement_period,
+            valuation.refresh_valuations,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,
@@ -69,11 +75,25 @@ async def ensure_settlement_schedule(client: Client, task_queue: str, timezone: 
         await client.create_schedule(SETTLEMENT_SCHEDULE_ID, schedule)
 
 
+async def ensure_valuation_schedule(client: Client, task_queue: str, timezone: str) -> None:
+    """Nightly, 02:30 in the org's timezone. Creating it twice is harmless."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            "ValuationRefreshWorkflow", ValuationRefreshInput(trigger="schedule"),
+            id="valuation-scheduled", task_queue=task_queue),
+        spec=ScheduleSpec(cron_expressions=["30 2 * * *"], time_zone_name=timezone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(VALUATION_SCHEDULE_ID, schedule)
+
+
 async def run() -> None:
     settings = get_settings()
     client = await connect(settings)
     sessions = session_factory(engine_for(settings.database_url))
     await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
+    await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
     worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads,
                           settings.org_timezone)
     stop = asyncio.Event()
