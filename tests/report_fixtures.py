@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import select
 
 from documents import MonthFigures, Person, PolicyRef, ReportCustomer, ReportData
 from domain.impact import CustomerValue, assess
@@ -79,3 +82,60 @@ def report_data(*, with_assessment: bool = True, **overrides: object) -> ReportD
         timezone="Asia/Shanghai")
     values.update(overrides)
     return ReportData.model_validate(values)
+
+
+# --- a stored request with order history, for the activity and API tests -------------------
+
+DB_CUSTOMER_NAMES = ["宁波海曙五金制品厂", "苏州工业园区晨星电子"]
+
+
+def make_report_request(sessions: Any, org: Any, *, locale: str = "zh-CN",
+                        with_assessment: bool = True) -> int:
+    """A request moving two of sales_a1's customers (Chinese names, a year of orders)."""
+    from models import Customer, Employee, Order, OrderKind, PolicyVersion, ReassignmentRequest
+
+    customer_ids = org.customers_a1[:2]
+    with sessions() as s:
+        policy = s.get(PolicyVersion, org.policy_version_id)
+        rules = policy.parsed_rules()
+        s.get(Employee, org.sales_a1).locale = locale
+        for number, (cid, name) in enumerate(zip(customer_ids, DB_CUSTOMER_NAMES,
+                                                 strict=True)):
+            s.get(Customer, cid).name = name
+            for month in range(12):  # 2025-03 .. 2026-02, in Shanghai
+                booked = datetime(2025, 3, 10, 2, 0, tzinfo=UTC) + timedelta(days=30.5 * month)
+                if (month + number) % 4 == 3:
+                    continue
+                s.add(Order(external_id=f"R-{cid}-{month}", customer_id=cid,
+                            amount_fen=1_234_567 * (number + 1) + month * 10_001,
+                            booked_at=booked))
+        s.flush()
+        refund_of = s.exec(select(Order).where(Order.external_id == f"R-{customer_ids[0]}-5")
+                           ).one()
+        s.add(Order(external_id=f"R-{customer_ids[0]}-5-refund", kind=OrderKind.REFUND,
+                    original_order_id=refund_of.id, customer_id=customer_ids[0],
+                    amount_fen=-100_000, booked_at=refund_of.booked_at + timedelta(days=3)))
+        terms = default_terms(rules)
+        assessment = {}
+        if with_assessment:
+            values = [CustomerValue(customer_id=cid, customer_code=s.get(Customer, cid).code,
+                                    customer_name=name, t12m_revenue_fen=15_000_000,
+                                    expected_revenue_fen=18_000_000 + 1_000_001 * i,
+                                    tier="A" if i == 0 else "B", method="BG_NBD_GG",
+                                    rate_bp=300)
+                      for i, (cid, name) in enumerate(zip(customer_ids, DB_CUSTOMER_NAMES,
+                                                          strict=True))]
+            result = assess(values, rules, terms)
+            terms = result.suggested.terms
+            assessment = result.model_dump(mode="json")
+        request = ReassignmentRequest(
+            idempotency_key=f"report-{locale}-{with_assessment}", payload_hash="0" * 64,
+            requester_id=org.manager_a, from_employee_id=org.sales_a1,
+            to_employee_id=org.sales_a2, customer_ids=customer_ids,
+            reason=Reason.WORKLOAD_BALANCING.value, note="平衡工作量",
+            policy_version_id=org.policy_version_id, terms=terms.model_dump(mode="json"),
+            assessment=assessment, created_at=SUBMITTED, workflow_id=f"reassignment-r-{locale}")
+        s.add(request)
+        s.flush()
+        assert request.id is not None
+        return request.id
