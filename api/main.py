@@ -13,6 +13,7 @@ from api.problems import (
     temporal_unavailable_problem,
 )
 from api.routes import api_router
+from api.routes import documents as documents_routes
 from api.routes import orders as orders_routes
 from api.routes import plans as plans_routes
 from api.routes import settlements as settlements_routes
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(TemporalUnavailable, _on_temporal_unavailable)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(orders_routes.router, prefix=API_PREFIX)
+    app.include_router(documents_routes.router, prefix=API_PREFIX)
     app.include_router(plans_routes.router, prefix=API_PREFIX)
     app.include_router(statements_routes.router, prefix=API_PREFIX)
     app.include_router(settlements_routes.router, prefix=API_PREFIX)

@@ -1,0 +1,155 @@
+"""The personal analysis report of a request: its versions, the PDF and the HTML.
+
+Who may read it: the affected salesperson (the request's from_employee_id), the requester, HR
+and legal. Anyone else gets 404, exactly as for a request that does not exist, so the
+existence of a report reveals nothing. Every read is recorded in the audit chain as
+REPORT_READ, with ids only (who, which request, which version and format).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from api.deps import CurrentActor, SessionDep
+from api.problems import Problem, problem_responses
+from api.security import Actor
+from domain.stages import Role
+from models.audit import AuditEvent, append_audit_event
+from models.reassignment import ReassignmentRequest, RequestDocument
+from models.types import utcnow
+
+router = APIRouter(prefix="/reassignments", tags=["documents"])
+
+REPORT = "REPORT"
+EVENT_READ = "REPORT_READ"
+READ_ALL_ROLES = (Role.HR, Role.LEGAL)
+# The HTML report is self-contained (inline CSS and SVG): it needs nothing from anywhere.
+HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
+Version = Annotated[int | None, Query(ge=1, description="a stored version; default the latest")]
+
+
+class ReportVersionOut(BaseModel):
+    version: int
+    language: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+    pdf_url: str
+    html_url: str
+
+
+class ReportVersionsOut(BaseModel):
+    request_id: int
+    latest: int | None
+    versions: list[ReportVersionOut]
+
+
+def _not_found(request_id: int) -> Problem:
+    return Problem(404, "report-not-found", "Report not found",
+                   f"There is no personal analysis report of request {request_id} that you may "
+                   "read: the request does not exist, its report has not been rendered yet, or "
+                   "you are not the affected salesperson, the requester, HR or legal.")
+
+
+def _readable_request(session: Session, actor: Actor, request_id: int) -> ReassignmentRequest:
+    request = session.get(ReassignmentRequest, request_id)
+    if request is None:
+        raise _not_found(request_id)
+    if actor.employee_id in (request.from_employee_id, request.requester_id):
+        return request
+    if actor.has_any(*READ_ALL_ROLES):
+        return request
+    raise _not_found(request_id)
+
+
+def _audit(session: Session, actor: Actor, request_id: int, detail: dict[str, Any]) -> None:
+    append_audit_event(session, AuditEvent(
+        occurred_at=utcnow(), event_type=EVENT_READ, request_id=request_id,
+        actor_id=actor.employee_id, detail=detail, chain_index=0, prev_hash="", hash=""))
+    session.flush()
+
+
+def _document(session: Session, request_id: int, version: int | None) -> RequestDocument:
+    query = select(RequestDocument).where(RequestDocument.request_id == request_id,
+                                          RequestDocument.kind == REPORT)
+    if version is not None:
+        query = query.where(RequestDocument.version == version)
+    document = session.exec(query.order_by(col(RequestDocument.version).desc())).first()
+    if document is None:
+        raise _not_found(request_id)
+    return document
+
+
+def _read(session: Session, actor: Actor, request_id: int, version: int | None,
+          fmt: Literal["pdf", "html"]) -> RequestDocument:
+    _readable_request(session, actor, request_id)
+    document = _document(session, request_id, version)
+    _audit(session, actor, request_id, {"document_id": document.id,
+                                        "version": document.version, "format": fmt})
+    return document
+
+
+def _headers(document: RequestDocument, extension: str, **extra: str) -> dict[str, str]:
+    filename = f"baton-report-{document.request_id}-v{document.version}.{extension}"
+    return {"Content-Disposition": f'inline; filename="{filename}"',
+            "Cache-Control": "private, no-store", "ETag": f'"{document.sha256}"',
+            "X-Content-SHA256": document.sha256, "Content-Language": document.language,
+            **extra}
+
+
+@router.get("/{request_id}/report", response_model=ReportVersionsOut,
+            responses=problem_responses(401, 404))
+def report_versions(request_id: int, actor: CurrentActor, session: SessionDep
+                    ) -> ReportVersionsOut:
+    """The stored versions of the request's personal analysis report, newest first.
+
+    `sha256` is the SHA-256 of the PDF bytes that the .pdf link returns."""
+    _readable_request(session, actor, request_id)
+    rows = session.exec(
+        select(RequestDocument.id, RequestDocument.version, RequestDocument.language,
+               RequestDocument.sha256, RequestDocument.created_at,
+               func.length(col(RequestDocument.pdf)))
+        .where(RequestDocument.request_id == request_id, RequestDocument.kind == REPORT)
+        .order_by(col(RequestDocument.version).desc())).all()
+    base = f"/api/v1/reassignments/{request_id}/report"
+    versions = [ReportVersionOut(version=v, language=lang, sha256=sha, size_bytes=int(size),
+                                 created_at=at, pdf_url=f"{base}.pdf?version={v}",
+                                 html_url=f"{base}.html?version={v}")
+                for _id, v, lang, sha, at, size in rows]
+    _audit(session, actor, request_id, {"format": "versions",
+                                        "versions": [v.version for v in versions]})
+    return ReportVersionsOut(request_id=request_id,
+                             latest=versions[0].version if versions else None,
+                             versions=versions)
+
+
+@router.get("/{request_id}/report.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}},
+                             "description": "The report as PDF"},
+                       **problem_responses(401, 404, 422)})
+def report_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+               version: Version = None) -> Response:
+    """The report's PDF: the latest version, or `?version=`."""
+    document = _read(session, actor, request_id, version, "pdf")
+    return Response(document.pdf, media_type="application/pdf",
+                    headers=_headers(document, "pdf"))
+
+
+@router.get("/{request_id}/report.html", response_class=Response,
+            responses={200: {"content": {"text/html": {}},
+                             "description": "The report as a standalone HTML page"},
+                       **problem_responses(401, 404, 422)})
+def report_html(request_id: int, actor: CurrentActor, session: SessionDep,
+                version: Version = None) -> Response:
+    """The report as a standalone HTML page (readable on a phone): latest, or `?version=`."""
+    document = _read(session, actor, request_id, version, "html")
+    return Response(document.html, media_type="text/html; charset=utf-8",
+                    headers=_headers(document, "html", **{"Content-Security-Policy": HTML_CSP}))
