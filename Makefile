@@ -20,6 +20,7 @@ help:
 	@echo "make lint     ruff check"
 	@echo "make fmt      ruff format"
 	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
+	@echo "              and valuation refresh vs. its aggregate query (20k customers, 1M orders; VALUATION_BENCH_ARGS='...')"
 
 install: $(STAMP) postgres documents-deps
 
@@ -73,5 +74,7 @@ fmt: install
 
 # Not part of `make test`: minutes, and 1M orders per backend (see bench/README.md).
 BENCH_ARGS ?=
+VALUATION_BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.settlement $(BENCH_ARGS)
+	$(BIN)/python -m bench.valuation $(VALUATION_BENCH_ARGS)

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import func, select
 from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -199,6 +200,29 @@ def test_sql_aggregation_equals_the_pure_reference(sessions, org):
     assert edge.last_order_at == AS_OF
     empty = [x for x in aggregated.values() if x.order_count == 0]
     assert len(empty) == 1 and empty[0].first_order_at is None
+
+
+def test_bench_generator_at_toy_scale(engine):
+    """bench.valuation's base: exactly the rows asked for, refunds after their original and
+    never after as_of, every customer with an order and an owner; the aggregate agrees."""
+    from bench.valuation import AS_OF as BENCH_AS_OF
+    from bench.valuation import Scale, generate
+
+    generated = generate(engine, Scale(customers=150, orders=3_000, salespeople=7, seed=3))
+    assert (generated.customers, generated.orders, generated.refunds) == (150, 3_000, 30)
+    with engine.connect() as conn:
+        bad_refunds = conn.execute(text(
+            "SELECT count(*) FROM customer_order r JOIN customer_order o "
+            "ON o.id = r.original_order_id WHERE r.booked_at <= o.booked_at "
+            "OR r.customer_id <> o.customer_id OR r.amount_fen >= 0")).scalar_one()
+        assert bad_refunds == 0
+    from models.db import session_factory
+
+    with session_factory(engine)() as s:
+        stats = order_stats(s, BENCH_AS_OF)
+    assert len(stats) == 150 and all(x.order_count >= 1 and x.owner_since for x in stats)
+    assert sum(x.order_count + x.refund_count for x in stats) == 3_000
+    assert sum(x.order_count >= 2 for x in stats) == generated.repeat_customers
 
 
 @pytest.mark.devserver
