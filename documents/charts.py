@@ -37,8 +37,8 @@ def bar_chart(
     if len(values) != len(labels):
         raise ValueError("one label per value")
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top_value = max([0, *values])
     bottom_value = min([0, *values])
+    top_value = max([0, *values]) or (0 if bottom_value else 1)  # all zero: axis at the bottom
     span = (top_value - bottom_value) or 1
 
     def y(v: int) -> float:

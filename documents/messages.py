@@ -69,7 +69,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     # --- 1. what and why --------------------------------------------------------------------
     "sec_what": {"zh-CN": "1. 调整内容与原因", "en": "1. What is proposed, and why"},
     "what_text": {
-        "zh-CN": "{requester} 提议将以下 {count} 个客户从您名下调整给 {receiver}。",
+        "zh-CN": "{requester}提议将以下 {count} 个客户从您名下调整给{receiver}。",
         "en": "{requester} proposes to move the {count} customer(s) below from you to "
               "{receiver}.",
     },
@@ -134,9 +134,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     # --- 4. protection -----------------------------------------------------------------------
     "sec_protection": {"zh-CN": "4. 保护期及其金额", "en": "4. The protection period in money"},
     "protection_text": {
-        "zh-CN": "生效后的 {period} 为保护期（预计至 {end}）。保护期内，这些客户的订单您仍可"
+        "zh-CN": "生效后的 {period} 为保护期，预计至 {end}。保护期内，这些客户的订单您仍可"
                  "按原提成比例的 {share} 获得提成；保护期结束后提成全部归接收销售。",
-        "en": "For {period} after the transfer takes effect (until about {end}) you are in "
+        "en": "For {period} after the transfer takes effect, until about {end}, you are in "
               "protection: on these customers' orders you still earn {share} of the commission "
               "at your rate. After protection, all of it goes to the receiving salesperson.",
     },
