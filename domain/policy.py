@@ -66,6 +66,9 @@ class PolicyRules(BaseModel):
             raise ValueError("cooling_off_window must be positive")
         if self.legal_threshold_fen < 0:
             raise ValueError("legal_threshold_fen must not be negative")
+        if self.legal_minimum_window < zero or self.compensation_extra_protection < zero:
+            raise ValueError("legal_minimum_window and compensation_extra_protection must not "
+                             "be negative")
         if self.communication_window < self.legal_minimum_window:
             raise ValueError("communication_window is shorter than the policy's legal minimum "
                              "window; lengthen the window or lower legal_minimum_window")
