@@ -72,7 +72,7 @@ def monthly_history(session: Session, customer_ids: list[int],
                func.sum(Order.amount_fen))
         .where(col(Order.customer_id).in_(customer_ids),
                col(Order.period) >= periods[0], col(Order.period) <= periods[-1])
-        .group_by(Order.customer_id, Order.period)).all()
+        .group_by(col(Order.customer_id), col(Order.period))).all()
     found = {(cid, period): (int(n or 0), int(total or 0)) for cid, period, n, total in rows}
     return {cid: [MonthFigures(period=p, orders=found.get((cid, p), (0, 0))[0],
                                revenue_fen=found.get((cid, p), (0, 0))[1]) for p in periods]

@@ -38,6 +38,9 @@ Language = Literal["zh-CN", "en"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 POLICY_PATH = "/api/v1/policies/{id}"
 APPEAL_PATH = "/api/v1/reassignments/{id}/appeal"
+# WeasyPrint does not promise thread safety, and activities run on a thread pool: one PDF at a
+# time per process (a report takes a second or two, and few are rendered).
+_RENDER_LOCK = threading.Lock()
 REVENUE_COLOR = "#2563eb"
 ORDERS_COLOR = "#0d9488"
 
@@ -338,7 +341,7 @@ def html_to_pdf(html: str) -> bytes:
     """PDF bytes of `html`, deterministic for the same input and installed fonts."""
     from weasyprint import HTML  # imported here: loading pango takes a moment
 
-    with _glyph_check() as check:
+    with _RENDER_LOCK, _glyph_check() as check:
         pdf = HTML(string=html, url_fetcher=_no_fetching()).write_pdf()
     if check.missing:
         chars = "; ".join(dict.fromkeys(check.missing))

@@ -301,3 +301,23 @@ def test_activity_renders_in_the_salespersons_language_and_without_assessment(se
     assert doc.language == "en"
     text = pdf_text(doc.pdf)
     assert "stillpending" in text and DB_CUSTOMER_NAMES[0] in text
+
+
+def test_activity_runs_in_an_activity_context(sessions, org):
+    from temporalio.testing import ActivityEnvironment
+
+    request_id = make_report_request(sessions, org)
+    acts = DocumentActivities(sessions, TZ)
+    window_end = datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
+    sha = ActivityEnvironment().run(acts.render_personal_report, request_id, window_end)
+    assert sha == acts.render_personal_report(request_id, window_end)
+    assert count(sessions, RequestDocument, RequestDocument.request_id == request_id) == 1
+
+
+def test_activity_refuses_an_unknown_request(sessions, org):
+    from temporalio.exceptions import ApplicationError
+
+    with pytest.raises(ApplicationError) as err:
+        DocumentActivities(sessions, TZ).render_personal_report(
+            987_654, datetime(2026, 3, 9, tzinfo=UTC))
+    assert err.value.non_retryable and err.value.type == "REQUEST_NOT_FOUND"

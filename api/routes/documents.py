@@ -114,7 +114,7 @@ def report_versions(request_id: int, actor: CurrentActor, session: SessionDep
     `sha256` is the SHA-256 of the PDF bytes that the .pdf link returns."""
     _readable_request(session, actor, request_id)
     rows = session.exec(
-        select(RequestDocument.id, RequestDocument.version, RequestDocument.language,
+        select(RequestDocument.version, RequestDocument.language,  # type: ignore[call-overload]
                RequestDocument.sha256, RequestDocument.created_at,
                func.length(col(RequestDocument.pdf)))
         .where(RequestDocument.request_id == request_id, RequestDocument.kind == REPORT)
@@ -123,7 +123,7 @@ def report_versions(request_id: int, actor: CurrentActor, session: SessionDep
     versions = [ReportVersionOut(version=v, language=lang, sha256=sha, size_bytes=int(size),
                                  created_at=at, pdf_url=f"{base}.pdf?version={v}",
                                  html_url=f"{base}.html?version={v}")
-                for _id, v, lang, sha, at, size in rows]
+                for v, lang, sha, at, size in rows]
     _audit(session, actor, request_id, {"format": "versions",
                                         "versions": [v.version for v in versions]})
     return ReportVersionsOut(request_id=request_id,
