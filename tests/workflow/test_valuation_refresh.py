@@ -202,6 +202,25 @@ def test_sql_aggregation_equals_the_pure_reference(sessions, org):
     assert len(empty) == 1 and empty[0].first_order_at is None
 
 
+def test_the_activity_heartbeats_from_a_side_thread_during_a_long_step():
+    import time as _time
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.valuation import _heartbeating
+
+    env = ActivityEnvironment()
+    beats: list[tuple] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    def long_step() -> None:
+        with _heartbeating("fit", every=0.02):
+            _time.sleep(0.2)  # a blocking fit that never heartbeats itself
+
+    env.run(long_step)
+    assert len(beats) >= 3 and set(beats) == {("fit",)}
+
+
 def test_bench_generator_at_toy_scale(engine):
     """bench.valuation's base: exactly the rows asked for, refunds after their original and
     never after as_of, every customer with an order and an owner; the aggregate agrees."""
