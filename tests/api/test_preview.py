@@ -34,11 +34,15 @@ async def test_preview_writes_nothing_and_submit_stores_identical_figures(api: A
     preview = r.json()
     assert api.counts() == before
     a = preview["assessment"]
-    # no valuation has run: the run-rate fallback, trailing-12-month revenue over 12 months
+    # no valuation has run: the run-rate fallback, trailing-12-month revenue decayed by the
+    # 10 days since the last order (domain.valuation.run_rate)
     assert [c["method"] for c in a["customers"]] == ["RUN_RATE", "RUN_RATE"]
-    t12m = sum(c["t12m_revenue_fen"] for c in a["customers"])
-    assert t12m >= 4_000_000 and a["total_expected_revenue_fen"] == t12m
-    assert a["projected_commission_fen"] == t12m * 5 // 100  # 5% base rate: A found them
+    for c in a["customers"]:
+        decay = 1 - 10 / 365.2425
+        assert abs(c["expected_revenue_fen"] - c["t12m_revenue_fen"] * decay) <= 1
+        assert c["rate_bp"] == 500  # the base rate: A found them
+    assert a["projected_commission_fen"] == sum(
+        (c["expected_revenue_fen"] * 500 * 2 + 10_000) // 20_000 for c in a["customers"])
     assert a["projected_loss_fen"] > 0 and len(a["alternatives"]) >= 2
     assert preview["terms"]["compensation_fen"] == a["suggested"]["terms"]["compensation_fen"]
     assert preview["terms"]["compensation_fen"] > 0
@@ -79,3 +83,27 @@ async def test_amended_terms_are_reassessed_from_the_same_customer_figures(api: 
     assert again.customers == reassess(stored, rules, longer).customers
     # protection for the whole horizon at a full share: nothing is lost
     assert again.projected_loss_fen == 0
+
+
+async def test_preview_uses_the_latest_finished_valuation_snapshot(api: Api):
+    from models import ValuationRun, ValuationSnapshot
+
+    org = api.org
+    now = datetime.now(UTC)
+    with api.sessions() as s:
+        for key, finished, expected in (("old", now - timedelta(days=2), 1_000),
+                                        ("new", now, 2_400_000), ("running", None, 9)):
+            run = ValuationRun(run_key=key, as_of=now, horizon_months=24, finished_at=finished)
+            s.add(run)
+            s.flush()
+            s.add(ValuationSnapshot(run_id=run.id, customer_id=org.customers_a1[0], as_of=now
+                                    - timedelta(days=3 if key == "old" else 0),
+                                    expected_revenue_fen=expected, method="BG_NBD_GG",
+                                    tier="A"))
+    body = {**_body(org), "customer_ids": [org.customers_a1[0]]}
+    r = await api.http.post("/api/v1/reassignments/preview",
+                            headers=await api.auth(org.manager_a), json=body)
+    [c] = r.json()["assessment"]["customers"]
+    # the newest finished run, its 24-month figure scaled to the policy's 12 months
+    assert (c["method"], c["tier"], c["expected_revenue_fen"]) == ("BG_NBD_GG", "A", 1_200_000)
+    assert r.json()["assessment"]["top_tier"] == "A"
