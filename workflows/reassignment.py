@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.documents import DocumentActivities
     from activities.reassignment import OWNERSHIP_CHANGED, ReassignmentActivities
     from domain.stages import Role, Stage
     from domain.workflow_dto import (
@@ -44,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 WRITE_TIMEOUT = timedelta(seconds=30)
+RENDER_TIMEOUT = timedelta(minutes=5)
+# workflow.patched ids: histories recorded before a change replay along the old path
+PATCH_PERSONAL_REPORT = "personal-report-v1"
 WRITE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SIGNABLE_STAGES = frozenset({Stage.COMMUNICATION, Stage.AWAITING_SIGNATURE})
 
@@ -177,6 +181,7 @@ class ReassignmentWorkflow:
         self._state.current_level = None
         self._set_stage(Stage.COMMUNICATION, deadline=self._window_end)
         await self._record("COMMUNICATION_STARTED")
+        await self._render_report()
         await self._notify("REPORT_AVAILABLE",
                            "Your personal analysis report is ready; you may appeal or sign.",
                            [self._ctx.from_employee_id])
@@ -197,6 +202,17 @@ class ReassignmentWorkflow:
                     timeout=remaining)
             except TimeoutError:
                 return
+
+    async def _render_report(self) -> None:
+        """The personal analysis report, in the salesperson's language; its hash is stored."""
+        if not workflow.patched(PATCH_PERSONAL_REPORT):
+            return
+        assert self._window_end is not None
+        sha256 = await workflow.execute_activity_method(
+            DocumentActivities.render_personal_report,
+            args=[self._state.request_id, self._window_end],
+            start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+        self._state.report_sha256 = sha256
 
     async def _await_signature(self) -> bool:
         """Returns True once signed; False when declined, cancelled or expired."""
@@ -407,6 +423,8 @@ class ReassignmentWorkflow:
         self._set_stage(Stage.COMMUNICATION, deadline=self._window_end)
         await self._record("APPEAL_RESOLVED", actor_id=inp.actor_id, appeal=write, terms=terms,
                            detail={"outcome": inp.outcome.value})
+        if terms is not None:
+            await self._render_report()  # the report explains the amended terms
         assert self._ctx is not None
         await self._notify("APPEAL_RESOLVED",
                            f"HR resolved your appeal: {inp.outcome.value.lower()}.",

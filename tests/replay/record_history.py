@@ -68,4 +68,4 @@ async def record(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record(HISTORIES / "full_lifecycle_v1.json"))
+    asyncio.run(record(HISTORIES / "full_lifecycle_v2_report.json"))

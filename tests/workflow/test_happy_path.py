@@ -1,9 +1,10 @@
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
 from domain.stages import Stage
-from domain.workflow_dto import ActionInput, ReassignmentState, SignInput
+from domain.workflow_dto import ActionInput, ReasonedActionInput, ReassignmentState, SignInput
 from models import Assignment, AssignmentSource, ReassignmentRequest
 from tests.workflow.conftest import state_of, wait_stage
 
@@ -75,3 +76,39 @@ async def test_receiver_hears_of_every_stage_but_never_signs(harness):
             NotificationRecord.request_id == final.request_id).order_by(NotificationRecord.id))]
     assert kinds == ["STAGE_CHANGED", "STAGE_CHANGED", "STAGE_CHANGED", "OWNERSHIP_TRANSFERRED",
                      "STAGE_CHANGED", "COMPLETED"]
+
+
+async def test_communication_window_renders_the_personal_report(harness):
+    """Issue 4, acceptance 4: the report PDF comes out of a real workflow run."""
+    from models import Customer, RequestDocument
+    from tests.test_report import pdf_text
+
+    org = harness.org
+    moved = org.customers_a1[:2]
+    handle = await harness.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
+                                            to_id=org.sales_a2, customers=moved)
+    state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
+    for level in state.levels:
+        await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
+        await handle.execute_update("approve", ActionInput(actor_id=level.approver_id))
+    state = await wait_stage(handle, Stage.COMMUNICATION)
+    state = await wait_until_report(handle)
+    with harness.sessions() as s:
+        [doc] = s.exec(select(RequestDocument).where(
+            RequestDocument.request_id == state.request_id)).all()
+        names = [s.get(Customer, c).name for c in moved]
+    assert doc.kind == "REPORT" and doc.language == "zh-CN"
+    assert doc.sha256 == state.report_sha256
+    text = pdf_text(doc.pdf)
+    for name in names:
+        assert name.replace(" ", "") in text
+    window_end = state.stage_deadline.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{window_end.year}年{window_end.month}月{window_end.day}日" in text
+    await handle.execute_update("withdraw", ReasonedActionInput(actor_id=org.manager_a,
+                                                                reason="test done"))
+
+
+async def wait_until_report(handle):
+    from tests.workflow.conftest import wait_until
+
+    return await wait_until(handle, lambda s: s.report_sha256 is not None)
