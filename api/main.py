@@ -19,6 +19,7 @@ from api.routes import plans as plans_routes
 from api.routes import policies as policies_routes
 from api.routes import settlements as settlements_routes
 from api.routes import statements as statements_routes
+from api.routes import valuations as valuations_routes
 from api.temporal import TemporalConnector, TemporalUnavailable
 from models.db import engine_for, session_factory
 from settings import Settings, get_settings
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(plans_routes.router, prefix=API_PREFIX)
     app.include_router(statements_routes.router, prefix=API_PREFIX)
     app.include_router(settlements_routes.router, prefix=API_PREFIX)
+    app.include_router(valuations_routes.router, prefix=API_PREFIX)
     app.include_router(policies_routes.router, prefix=API_PREFIX)
     return app
 
