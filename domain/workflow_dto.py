@@ -163,6 +163,9 @@ class ReassignmentState(BaseModel):
     terms: Terms | None = None
     appeals: list[AppealState] = Field(default_factory=list)
     report_sha256: str | None = None
+    agreement_version: int | None = None
+    agreement_sha256: str | None = None  # the version the salesperson must sign
+    sealed_sha256: str | None = None
     signed_at: datetime | None = None
     declined_at: datetime | None = None
     effective_at: datetime | None = None
@@ -271,6 +274,7 @@ class ActionRejection(StrEnum):
     ALREADY_DONE = "ALREADY_DONE"  # a repeated action
     FOUR_EYES = "FOUR_EYES"  # requester approving, or one person approving two levels
     INVALID = "INVALID"  # the input itself is wrong (e.g. AMEND without terms)
+    STALE_DOCUMENT = "STALE_DOCUMENT"  # signing a document version that is no longer current
 
 
 HTTP_STATUS_FOR_REJECTION = {
@@ -279,6 +283,7 @@ HTTP_STATUS_FOR_REJECTION = {
     ActionRejection.ALREADY_DONE: 409,
     ActionRejection.FOUR_EYES: 409,
     ActionRejection.INVALID: 422,
+    ActionRejection.STALE_DOCUMENT: 409,
 }
 
 
@@ -315,3 +320,10 @@ class FinalizeResult(BaseModel):
     period: str
     lines_written: int
     statements_finalized: int
+
+
+class AgreementRef(BaseModel):
+    """A rendered agreement version: what a signature must name."""
+
+    version: int
+    sha256: str

@@ -20,6 +20,7 @@ from models.reassignment import (
     RequestDocument,
     SignatureRecord,
 )
+from models.signing import OneTimeCode, PasskeyCredential, WebAuthnChallenge
 from models.valuation import ValuationRun, ValuationSnapshot
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "Employee",
     "EmploymentStatus",
     "NotificationRecord",
+    "OneTimeCode",
     "Order",
     "OrderKind",
     "OrgUnit",
+    "PasskeyCredential",
     "PolicyAcknowledgement",
     "PolicyStatus",
     "PolicyVersion",
@@ -51,4 +54,5 @@ __all__ = [
     "UserAccount",
     "ValuationRun",
     "ValuationSnapshot",
+    "WebAuthnChallenge",
 ]

@@ -134,7 +134,7 @@ class RequestDocument(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="reassignment_request.id", index=True)
-    kind: str = Field(max_length=20, description="REPORT or AGREEMENT")
+    kind: str = Field(max_length=20, description="REPORT, AGREEMENT or SEALED_AGREEMENT")
     version: int = 1
     language: str = Field(default="zh-CN", max_length=10)
     sha256: str = Field(max_length=64)
