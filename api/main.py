@@ -14,6 +14,7 @@ from api.problems import (
 )
 from api.routes import api_router
 from api.routes import documents as documents_routes
+from api.routes import evidence as evidence_routes
 from api.routes import orders as orders_routes
 from api.routes import plans as plans_routes
 from api.routes import policies as policies_routes
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(plans_routes.router, prefix=API_PREFIX)
     app.include_router(statements_routes.router, prefix=API_PREFIX)
     app.include_router(settlements_routes.router, prefix=API_PREFIX)
+    app.include_router(evidence_routes.router, prefix=API_PREFIX)
     app.include_router(valuations_routes.router, prefix=API_PREFIX)
     app.include_router(policies_routes.router, prefix=API_PREFIX)
     return app

@@ -1,0 +1,40 @@
+"""The evidence bundle of a case, for HR and legal."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from api.deps import CurrentActor, SessionFactoryDep, require_roles
+from api.problems import Problem, problem_responses
+from domain.stages import Role
+from models.audit import AuditEvent, append_audit_event
+from models.evidence import build_evidence_bundle
+from models.types import utcnow
+
+router = APIRouter(prefix="/reassignments", tags=["evidence"])
+
+
+@router.get("/{request_id}/evidence", response_class=Response,
+            responses={200: {"content": {"application/zip": {}}},
+                       **problem_responses(401, 403, 404)})
+def evidence_bundle(request_id: int, actor: CurrentActor,
+                    sessions: SessionFactoryDep) -> Response:
+    """One ZIP with the policy and acknowledgement, assessment, approvals, communication log,
+    appeals, report, sealed agreement and its evidence, the audit events with their hash-chain
+    proof, the commission lines during protection, and a manifest of SHA-256 hashes."""
+    require_roles(actor, Role.HR, Role.LEGAL, action="export a case's evidence")
+    with sessions() as session:
+        try:
+            data, manifest = build_evidence_bundle(session, request_id)
+        except LookupError as exc:
+            raise Problem(404, "not-found", "No such request",
+                          f"Request {request_id} does not exist.") from exc
+        # an export of personal data is itself recorded (PIPL Art. 51)
+        append_audit_event(session, AuditEvent(
+            occurred_at=utcnow(), event_type="EVIDENCE_EXPORTED", request_id=request_id,
+            actor_id=actor.employee_id, detail={"files": len(manifest)},
+            chain_index=0, prev_hash="", hash=""))
+    return Response(data, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="baton-case-{request_id}-evidence.zip"',
+        "Cache-Control": "no-store"})
