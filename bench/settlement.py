@@ -14,13 +14,17 @@ deterministic book of business on the machine, and then measures, on that same d
 The settled lines are summed per employee and must equal the floor's totals, or the run fails.
 The floor is run once untimed before the settlement (to warm the cache for both), and timed
 after the settlement; both figures are warm. The ratio settlement/floor is the figure of merit;
-absolute seconds on a shared machine are noise.
+absolute seconds on a shared machine are noise. CPU seconds (this process plus, on a local
+PostgreSQL, the server's backends) are printed too: they move much less with other people's load.
+Also printed, outside the ratio: how long writing the settled lines takes by itself (one
+INSERT .. SELECT of the same rows into the same table, rolled back), and the generation time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import sys
 import tempfile
@@ -55,7 +59,9 @@ from models.db import make_engine, migrate, session_factory
 
 YEAR = 2025
 PERIODS = [f"{YEAR}-{month:02d}" for month in range(1, 13)]
-TIMEZONE = "Asia/Shanghai"  # settings.org_timezone's default; periods are filled with it
+# the organisation's default timezone (settings.org_timezone), fixed here so that every run
+# generates the same months; the engine and the floor both read the stored Order.period
+TIMEZONE = "Asia/Shanghai"
 # the year in the organisation's timezone, in UTC; all generated times are whole seconds from here
 YEAR_START = datetime(YEAR - 1, 12, 31, 16, 0, tzinfo=UTC)  # YEAR-01-01T00:00+08:00
 YEAR_SECONDS = 365 * 86_400
@@ -507,19 +513,100 @@ DatabaseFactory = Callable[[str], contextlib.AbstractContextManager[str]]
 
 
 @dataclass
+class Timing:
+    wall_s: float = 0.0
+    cpu_s: float | None = None  # this process + the PostgreSQL server's backends, when visible
+
+
+def _proc_cpu(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user+system CPU seconds) of a process, from /proc; None if not visible."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Clock:
+    """Wall time and CPU time. Work on a shared machine waits for a core, so wall seconds swing
+    with other people's load; CPU seconds much less. On PostgreSQL the work happens in the server,
+    so CPU counts the server's backends too (Linux, server on this machine, e.g. the temporary
+    cluster); otherwise CPU is not reported for PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.postmaster: int | None = None
+        self.server = engine.dialect.name == "postgresql"
+        if self.server:
+            with engine.connect() as conn:
+                backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            found = _proc_cpu(backend)
+            self.postmaster = found[0] if found else None
+
+    def _server_cpu(self) -> dict[int, float]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                found = _proc_cpu(int(entry.name))
+                if found and found[0] == self.postmaster:
+                    out[int(entry.name)] = found[1]
+        return out
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Timing]:
+        timing = Timing()
+        server_before = self._server_cpu() if self.postmaster else {}
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        yield timing
+        timing.wall_s = time.perf_counter() - wall_before
+        if self.server and not self.postmaster:
+            return
+        timing.cpu_s = time.process_time() - cpu_before
+        if self.postmaster:  # processes that ended in between are lost; backends stay pooled
+            after = self._server_cpu()
+            timing.cpu_s += sum(cpu - server_before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def write_floor(engine: Engine, clock: Clock) -> Timing:
+    """What writing the settled lines costs by itself: the same rows into the same table (same
+    indexes, unique key and foreign keys) in ONE INSERT .. SELECT, in a transaction that is then
+    rolled back. Not part of the ratio; it shows how much of the settlement is plain writing."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            conn.execute(text(
+                "CREATE TEMPORARY TABLE bench_lines AS SELECT * FROM commission_line"))
+            # TRUNCATE is transactional on PostgreSQL and leaves empty indexes, as at the start
+            conn.execute(text("TRUNCATE commission_line" if clock.server
+                              else "DELETE FROM commission_line"))
+            with clock.measure() as timing:
+                conn.execute(text("INSERT INTO commission_line SELECT * FROM bench_lines"))
+        finally:
+            transaction.rollback()
+    return timing
+
+
+@dataclass
 class Result:
     backend: str
     orders: int
     generated: Generated
-    settlement_s: float
-    floor_s: float
+    settlement: Timing
+    floor: Timing
+    write: Timing
     month_s: list[float]
     lines: int
     employees: int
 
     @property
     def ratio(self) -> float:
-        return self.settlement_s / self.floor_s
+        return self.settlement.wall_s / self.floor.wall_s
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        if self.settlement.cpu_s is None or not self.floor.cpu_s:
+            return None
+        return self.settlement.cpu_s / self.floor.cpu_s
 
 
 def measure(url: str, backend: str, scale: Scale, *, say: Callable[[str], None] = print,
@@ -533,26 +620,32 @@ def measure(url: str, backend: str, scale: Scale, *, say: Callable[[str], None] 
             f"({generated.refunds:,} refunds), {generated.reassigned:,} reassigned customers "
             f"({generated.protected_at_year_end:,} still protected at year end) "
             f"in {generated.seconds:.1f} s")
+        clock = Clock(engine)
         floor_totals(engine)  # warm-up, untimed: both contenders then run on a warm cache
-        months = settle_year(engine)
-        settlement_s = sum(months)
-        say(f"{backend} {scale.orders:,}: settlement {settlement_s:.2f} s "
+        with clock.measure() as settlement:
+            months = settle_year(engine)
+        say(f"{backend} {scale.orders:,}: settlement {settlement.wall_s:.2f} s "
             f"(months {', '.join(f'{m:.2f}' for m in months)})")
-        floor_s = float("inf")
+        best: Timing | None = None
         floor: dict[int, int] = {}
         for _ in range(floor_runs):
-            started = time.perf_counter()
-            floor = floor_totals(engine)
-            floor_s = min(floor_s, time.perf_counter() - started)
+            with clock.measure() as timing:
+                floor = floor_totals(engine)
+            best = timing if best is None or timing.wall_s < best.wall_s else best
+        assert best is not None
         settled = settled_totals(engine)
         differences = compare(settled, floor)
         if differences:
             raise SystemExit(f"{backend} {scale.orders:,}: TOTALS DIFFER for "
                              f"{len(differences)} employees:\n  " + "\n  ".join(differences[:20]))
-        say(f"{backend} {scale.orders:,}: floor {floor_s:.2f} s; totals match "
+        say(f"{backend} {scale.orders:,}: floor {best.wall_s:.2f} s; totals match "
             f"({len(settled)} employees, {sum(settled.values()):,} fen)")
-        return Result(backend, generated.orders, generated, settlement_s, floor_s, months,
-                      count_lines(engine), len(settled))
+        lines = count_lines(engine)
+        write = write_floor(engine, clock)
+        say(f"{backend} {scale.orders:,}: writing the {lines:,} settled lines in one statement "
+            f"takes {write.wall_s:.2f} s")
+        return Result(backend, generated.orders, generated, settlement, best, write, months,
+                      lines, len(settled))
     finally:
         engine.dispose()
 
@@ -581,25 +674,35 @@ def _databases(backend: str, workdir: Path) -> Iterator[DatabaseFactory]:
         yield pg_db
 
 
+def _cpu(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def format_table(results: Iterable[Result]) -> str:
     results = list(results)
-    out = [f"{'backend':<10} {'orders':>10} {'gen s':>8} {'settlement s':>13} {'floor s':>8} "
-           f"{'ratio':>6}  {'lines':>10}",
-           "-" * 74]
+    out = [f"{'backend':<9} {'orders':>10} {'gen s':>6} {'settle s':>9} {'floor s':>8} "
+           f"{'ratio':>6} {'settle cpu':>10} {'floor cpu':>9} {'cpu ratio':>9} {'write s':>8} "
+           f"{'lines':>10}", "-" * 104]
     for r in results:
-        out.append(f"{r.backend:<10} {r.orders:>10,} {r.generated.seconds:>8.1f} "
-                   f"{r.settlement_s:>13.2f} {r.floor_s:>8.2f} {r.ratio:>6.2f}  {r.lines:>10,}")
+        out.append(f"{r.backend:<9} {r.orders:>10,} {r.generated.seconds:>6.1f} "
+                   f"{r.settlement.wall_s:>9.2f} {r.floor.wall_s:>8.2f} {r.ratio:>6.2f} "
+                   f"{_cpu(r.settlement.cpu_s, 2):>10} {_cpu(r.floor.cpu_s, 2):>9} "
+                   f"{_cpu(r.cpu_ratio, 2):>9} {r.write.wall_s:>8.2f} {r.lines:>10,}")
     by_backend: dict[str, list[Result]] = {}
     for r in results:
         by_backend.setdefault(r.backend, []).append(r)
     for backend, rows in by_backend.items():
         rows.sort(key=lambda r: r.orders)
         for small, big in zip(rows, rows[1:], strict=False):
+            cpu = ""
+            if big.settlement.cpu_s and small.settlement.cpu_s:
+                cpu = f" (cpu {big.settlement.cpu_s / small.settlement.cpu_s:.2f}x)"
             out.append(f"{backend}: settlement({big.orders:,})/settlement({small.orders:,}) = "
-                       f"{big.settlement_s / small.settlement_s:.2f}x for "
+                       f"{big.settlement.wall_s / small.settlement.wall_s:.2f}x{cpu} for "
                        f"{big.orders / small.orders:.0f}x the orders; floor "
-                       f"{big.floor_s / small.floor_s:.2f}x")
+                       f"{big.floor.wall_s / small.floor.wall_s:.2f}x")
     out.append("goal: settlement <= 1.5x floor; 10x the orders <= 11x the settlement time")
+    out.append("write s: the settled lines re-inserted in one statement (not in the ratio)")
     return "\n".join(out)
 
 
