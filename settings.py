@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     activity_threads: int = Field(default=16, ge=1)
     data_dir: Path = ROOT / ".data"
+    # signing ceremony (issue 5): WebAuthn relying party, and the one-time code fallback
+    webauthn_rp_id: str = "localhost"  # the site's domain, without scheme or port
+    webauthn_rp_name: str = "Baton"
+    webauthn_origin: str = "http://localhost:8000"  # where the browser runs the ceremony
+    otp_ttl_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    otp_max_attempts: int = Field(default=5, ge=1, le=20)
 
 
 @lru_cache
