@@ -19,6 +19,7 @@ from api.routes import orders as orders_routes
 from api.routes import plans as plans_routes
 from api.routes import policies as policies_routes
 from api.routes import settlements as settlements_routes
+from api.routes import signing as signing_routes
 from api.routes import statements as statements_routes
 from api.routes import valuations as valuations_routes
 from api.temporal import TemporalConnector, TemporalUnavailable
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(evidence_routes.router, prefix=API_PREFIX)
     app.include_router(valuations_routes.router, prefix=API_PREFIX)
     app.include_router(policies_routes.router, prefix=API_PREFIX)
+    app.include_router(signing_routes.router, prefix=API_PREFIX)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.impact import Assessment
 from domain.policy import Terms
@@ -171,11 +171,29 @@ class ResolveAppealIn(_Body):
 
 
 class SignIn(_Body):
-    typed_name: str = Field(min_length=1, max_length=200)
-    document_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
-                                      description="SHA-256 (hex) of the agreement as shown")
+    """Signing needs a fresh re-authentication: a one-time code (POST .../sign/otp) or a
+    passkey assertion (options from POST .../sign/passkey/options), both for this document."""
+
+    typed_name: str = Field(min_length=1, max_length=200,
+                            description="your full name, typed as your statement of consent")
+    document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$",
+                                 description="SHA-256 (hex) of the agreement version you sign")
+    method: Literal["otp", "passkey"]
+    otp_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$",
+                                 description="the code sent to you (method otp)")
+    passkey_assertion: dict[str, Any] | None = Field(
+        default=None, description="navigator.credentials.get()'s AuthenticationCredential as "
+                                  "JSON (method passkey)")
 
     _nonblank = field_validator("typed_name")(_strip_nonblank)
+
+    @model_validator(mode="after")
+    def _proof_matches_method(self) -> SignIn:
+        if self.method == "otp" and (self.otp_code is None or self.passkey_assertion):
+            raise ValueError("method otp needs otp_code (and no passkey_assertion)")
+        if self.method == "passkey" and (self.passkey_assertion is None or self.otp_code):
+            raise ValueError("method passkey needs passkey_assertion (and no otp_code)")
+        return self
 
 
 # --- health ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from api.deps import (
     SettingsDep,
 )
 from api.problems import Problem, problem_responses, temporal_unavailable_problem, validation_errors
+from api.routes.signing import reauthenticate
 from api.schemas import (
     ApproveIn,
     AuditList,
@@ -257,14 +258,18 @@ async def resolve_appeal(request_id: int, body: ResolveAppealIn, actor: CurrentA
 @router.post("/{request_id}/sign", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
 async def sign(request_id: int, body: SignIn, http: Request, actor: CurrentActor,
-               sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-               ) -> ReassignmentState:
-    """The affected salesperson signs the agreement; the evidence is taken from this call."""
+               sessions: SessionFactoryDep, settings: SettingsDep,
+               client: OptionalTemporalClientDep) -> ReassignmentState:
+    """The affected salesperson signs one agreement version, after re-authenticating by a
+    one-time code or a passkey for that version (routes/signing.py); the evidence is taken
+    from this call."""
     ip = http.client.host if http.client else None
     user_agent = (http.headers.get("user-agent") or "")[:500] or None
+    reauth = await reauthenticate(request_id, body, actor, sessions, settings, client)
     return await _act(request_id, sessions, client, "sign",
                       lambda: SignInput(**_who(actor), typed_name=body.typed_name,
-                                        document_hash=body.document_hash, method="session",
+                                        document_hash=body.document_sha256, method=reauth.method,
+                                        credential_id=reauth.credential_id,
                                         ip=ip, user_agent=user_agent))
 
 
