@@ -518,21 +518,26 @@ class Timing:
     cpu_s: float | None = None  # this process + the PostgreSQL server's backends, when visible
 
 
-def _proc_cpu(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user+system CPU seconds) of a process, from /proc; None if not visible."""
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU seconds, CPU seconds of its reaped children) from /proc/<pid>/stat;
+    None when the process is not visible."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = raw[raw.rindex(")") + 2:].split()  # from field 3 on: state, ppid, ...
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    reaped = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
+    return int(fields[1]), own, reaped
 
 
 class Clock:
     """Wall time and CPU time. Work on a shared machine waits for a core, so wall seconds swing
     with other people's load; CPU seconds much less. On PostgreSQL the work happens in the server,
-    so CPU counts the server's backends too (Linux, server on this machine, e.g. the temporary
-    cluster); otherwise CPU is not reported for PostgreSQL."""
+    so CPU counts the whole server too (Linux, server on this machine, e.g. the temporary
+    cluster): the postmaster, its live children (backends, parallel workers, autovacuum) and the
+    children it has reaped. Otherwise CPU is not reported for PostgreSQL."""
 
     def __init__(self, engine: Engine) -> None:
         self.postmaster: int | None = None
@@ -540,31 +545,32 @@ class Clock:
         if self.server:
             with engine.connect() as conn:
                 backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            found = _proc_cpu(backend)
+            found = _proc_stat(backend)
             self.postmaster = found[0] if found else None
 
-    def _server_cpu(self) -> dict[int, float]:
-        out = {}
+    def _server_cpu(self) -> float:
+        assert self.postmaster is not None
+        master = _proc_stat(self.postmaster)
+        total = master[1] + master[2] if master else 0.0
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
-                found = _proc_cpu(int(entry.name))
+                found = _proc_stat(int(entry.name))
                 if found and found[0] == self.postmaster:
-                    out[int(entry.name)] = found[1]
-        return out
+                    total += found[1]
+        return total
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[Timing]:
         timing = Timing()
-        server_before = self._server_cpu() if self.postmaster else {}
+        server_before = self._server_cpu() if self.postmaster else 0.0
         cpu_before, wall_before = time.process_time(), time.perf_counter()
         yield timing
         timing.wall_s = time.perf_counter() - wall_before
         if self.server and not self.postmaster:
             return
         timing.cpu_s = time.process_time() - cpu_before
-        if self.postmaster:  # processes that ended in between are lost; backends stay pooled
-            after = self._server_cpu()
-            timing.cpu_s += sum(cpu - server_before.get(pid, 0.0) for pid, cpu in after.items())
+        if self.postmaster:
+            timing.cpu_s += self._server_cpu() - server_before
 
 
 def write_floor(engine: Engine, clock: Clock, periods: Sequence[str] = PERIODS) -> Timing:
@@ -670,9 +676,9 @@ def _databases(backend: str, workdir: Path) -> Iterator[DatabaseFactory]:
 
         yield sqlite_db
         return
-    from tests.pg import fresh_database, sigterm_as_interrupt, temporary_postgres
+    from tests.pg import fresh_database, temporary_postgres
 
-    with sigterm_as_interrupt(), temporary_postgres() as server:
+    with temporary_postgres() as server:
         @contextlib.contextmanager
         def pg_db(_name: str) -> Iterator[str]:
             with fresh_database(server) as url:
@@ -735,9 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[bench] {message}", flush=True)
 
+    from tests.pg import sigterm_as_interrupt
+
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="baton-bench-",
-                                     dir=args.workdir) as tmp:
+    # SIGTERM (e.g. `timeout`) unwinds too: the SQLite files and the PostgreSQL cluster go
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="baton-bench-",
+                                                             dir=args.workdir) as tmp:
         for backend in backends:
             with _databases(backend, Path(tmp)) as database:
                 for orders in args.orders:
