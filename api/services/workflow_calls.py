@@ -35,6 +35,7 @@ _REJECTION_TITLES = {
     ActionRejection.ALREADY_DONE: "Already done",
     ActionRejection.FOUR_EYES: "Four-eyes rule",
     ActionRejection.INVALID: "Invalid action",
+    ActionRejection.STALE_DOCUMENT: "A newer agreement exists",
 }
 
 _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
