@@ -26,21 +26,32 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
     literal_column,
     or_,
     select,
+    text,
     union_all,
+    update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlmodel import Session, col
 
 from domain.commission import CLAWBACK_PREFIX, FULL_SHARE_BP, LineRole, Rule
 from domain.periods import next_period
-from models.commission import CommissionLine, CommissionPlan, SettlementRun, Statement
+from models.commission import (
+    CommissionLine,
+    CommissionPlan,
+    SettlementRun,
+    Statement,
+    StatementStatus,
+)
 from models.customer import Assignment, AssignmentSource, Order
 from models.reassignment import ReassignmentRequest
 from models.types import UTCDateTime, utcnow
@@ -117,107 +128,123 @@ def _attributed_since(since: datetime) -> Select:
 # --- the computation -----------------------------------------------------------------------
 
 
-def desired_lines_select() -> Select:
-    """The lines every order in SCOPE should have, per DESIGN.md rules 1-4 and 7."""
-    o = aliased(Order, name="o")
-    orig = aliased(Order, name="orig")
-    own = aliased(Assignment, name="own")
-    prev = aliased(Assignment, name="prev")
-    req = aliased(ReassignmentRequest, name="req")
-    plan_owner = aliased(CommissionPlan, name="plan_owner")
-    plan_a = aliased(CommissionPlan, name="plan_a")
-
-    t = func.coalesce(orig.booked_at, o.booked_at)  # refunds are attributed at the original
-    is_refund = o.original_order_id.is_not(None)
-
-    def plan_at(plan: type[CommissionPlan], employee: object) -> object:
-        return and_(plan.employee_id == employee, plan.effective_from <= t,
-                    or_(plan.effective_to.is_(None), plan.effective_to > t))
-
-    base = (
-        select()
-        .select_from(o)
-        .join(SCOPE, SCOPE.c.order_id == o.id)
-        .outerjoin(orig, orig.id == o.original_order_id)
-        .join(own, and_(own.customer_id == o.customer_id, own.start_at <= t,
-                        or_(own.end_at.is_(None), own.end_at > t)))
-        .outerjoin(req, and_(req.id == own.request_id, req.effective_at <= t,
-                             req.protection_end > t))
-        .outerjoin(plan_owner, plan_at(plan_owner, own.employee_id))
-    )
-    found = own.source == AssignmentSource.FOUND.value
-
-    def rule_label(rule: object) -> object:
-        return case((is_refund, literal_column(f"'{CLAWBACK_PREFIX}'").concat(rule)),
-                    else_=rule)
-
+def _amount(o: object, rate: object, share: object) -> object:
+    """Half-up per line on the magnitude; refunds claw back cumulatively
+    (domain.commission.clawback_amount). The subquery runs for refunds only."""
     earlier = aliased(Order, name="earlier")
     refunded_before = select(func.coalesce(func.sum(-earlier.amount_fen), 0)).where(
         earlier.original_order_id == o.original_order_id, earlier.id < o.id,
     ).scalar_subquery()
 
-    def amount(rate: object, share: object) -> object:
-        def rounded(fen: object) -> object:  # half-up on a non-negative amount
-            return (cast(fen, BigInteger) * rate * share + _HALF) // _BP2
+    def rounded(fen: object) -> object:
+        return (cast(fen, BigInteger) * rate * share + _HALF) // _BP2
 
-        # refunds claw back cumulatively (domain.commission.clawback_amount)
-        clawback = rounded(refunded_before) - rounded(refunded_before - o.amount_fen)
-        magnitude = rounded(func.abs(o.amount_fen))
-        return case((is_refund, clawback), (o.amount_fen >= 0, magnitude), else_=-magnitude)
+    clawback = rounded(refunded_before) - rounded(refunded_before - o.amount_fen)
+    magnitude = rounded(func.abs(o.amount_fen))
+    return case((o.original_order_id.is_not(None), clawback), (o.amount_fen >= 0, magnitude),
+                else_=-magnitude)
 
-    def columns(employee: object, role: object, rule: object, rate: object,
-                share: object) -> list:
-        return [o.id.label("order_id"), o.customer_id.label("customer_id"),
-                employee.label("employee_id"), role.label("role"),
-                rule_label(rule).label("rule"), rate.label("rate_bp"), share.label("share_bp"),
-                o.amount_fen.label("base_amount_fen"), amount(rate, share).label("amount_fen"),
-                o.period.label("origin_period"), own.request_id.label("request_id")]
 
-    full = literal(FULL_SHARE_BP, Integer)
-    owner_rate = cast(func.coalesce(
-        case((found, plan_owner.base_rate_bp), else_=plan_owner.inherited_rate_bp), 0),
-        BigInteger)
-    unprotected = base.add_columns(*columns(
-        own.employee_id,
-        case((found, literal(LineRole.OWNER.value)), else_=literal(LineRole.INHERITED_OWNER.value)),
-        case((found, literal(Rule.OWNER_BASE.value)),
-             else_=literal(Rule.OWNER_INHERITED.value)),
-        owner_rate, full,
-    )).where(req.id.is_(None))
+def _rule_label(o: object, rule: object) -> object:
+    return case((o.original_order_id.is_not(None),
+                 literal_column(f"'{CLAWBACK_PREFIX}'").concat(rule)), else_=rule)
 
-    share_a = cast(req.protection_share_bp, BigInteger)
-    a_rate = cast(func.coalesce(
+
+def _plan_at(plan: type[CommissionPlan], employee: object, t: object) -> object:
+    return and_(plan.employee_id == employee, plan.effective_from <= t,
+                or_(plan.effective_to.is_(None), plan.effective_to > t))
+
+
+def owner_lines_select() -> Select:
+    """Pass 1, one row per order in SCOPE: the owner's line (rules 1-3 and 7 for the owner).
+    Inside protection the owner is B (INHERITED_OWNER, share 1 - s); else OWNER or
+    INHERITED_OWNER at the full share."""
+    o = aliased(Order, name="o")
+    orig = aliased(Order, name="orig")
+    own = aliased(Assignment, name="own")
+    req = aliased(ReassignmentRequest, name="req")
+    plan = aliased(CommissionPlan, name="plan_owner")
+    t = func.coalesce(orig.booked_at, o.booked_at)  # refunds are attributed at the original
+    found = own.source == AssignmentSource.FOUND.value
+    protected = req.id.is_not(None)
+    rate = cast(func.coalesce(case((found & ~protected, plan.base_rate_bp),
+                                   else_=plan.inherited_rate_bp), 0), BigInteger)
+    share = case((protected, FULL_SHARE_BP - cast(req.protection_share_bp, BigInteger)),
+                 else_=literal(FULL_SHARE_BP, BigInteger))
+    role = case((found & ~protected, literal(LineRole.OWNER.value)),
+                else_=literal(LineRole.INHERITED_OWNER.value))
+    rule = case((protected, literal(Rule.PROTECTION_INHERITED.value)),
+                (found, literal(Rule.OWNER_BASE.value)),
+                else_=literal(Rule.OWNER_INHERITED.value))
+    return (
+        select(o.id, o.customer_id, own.employee_id, role, _rule_label(o, rule), rate, share,
+               o.amount_fen, _amount(o, rate, share), o.period, own.request_id)
+        .select_from(SCOPE)
+        .join(o, o.id == SCOPE.c.order_id)
+        .outerjoin(orig, orig.id == o.original_order_id)
+        .join(own, and_(own.customer_id == o.customer_id, own.start_at <= t,
+                        or_(own.end_at.is_(None), own.end_at > t)))
+        .outerjoin(req, and_(req.id == own.request_id, req.effective_at <= t,
+                             req.protection_end > t))
+        .outerjoin(plan, _plan_at(plan, own.employee_id, t))
+    )
+
+
+PROTECTED_OWNER_RULES = (Rule.PROTECTION_INHERITED.value,
+                         CLAWBACK_PREFIX + Rule.PROTECTION_INHERITED.value)
+
+
+def original_lines_select() -> Select:
+    """Pass 2, one row per owner line of pass 1 written under protection: A's line, at the rate
+    A would have earned at t (rule 7: the span A held until effective_at) times s."""
+    d = DESIRED.alias("d")
+    o = aliased(Order, name="o")
+    orig = aliased(Order, name="orig")
+    req = aliased(ReassignmentRequest, name="req")
+    prev = aliased(Assignment, name="prev")
+    plan_a = aliased(CommissionPlan, name="plan_a")
+    t = func.coalesce(orig.booked_at, o.booked_at)
+    rate = cast(func.coalesce(
         case((prev.source == AssignmentSource.REASSIGNMENT.value, plan_a.inherited_rate_bp),
              else_=plan_a.base_rate_bp), 0), BigInteger)
-    original = (
-        base.outerjoin(prev, and_(prev.customer_id == o.customer_id,
-                                  prev.employee_id == req.from_employee_id,
-                                  prev.end_at == req.effective_at))
-        .outerjoin(plan_a, plan_at(plan_a, req.from_employee_id))
-        .add_columns(*columns(req.from_employee_id, literal(LineRole.PROTECTED_ORIGINAL.value),
-                              literal(Rule.PROTECTION_ORIGINAL.value), a_rate, share_a))
-        .where(req.id.is_not(None))
+    share = cast(req.protection_share_bp, BigInteger)
+    return (
+        select(o.id, o.customer_id, req.from_employee_id,
+               literal(LineRole.PROTECTED_ORIGINAL.value),
+               _rule_label(o, literal(Rule.PROTECTION_ORIGINAL.value)), rate, share,
+               o.amount_fen, _amount(o, rate, share), o.period, req.id)
+        .select_from(d)
+        .join(o, o.id == d.c.order_id)
+        .join(req, req.id == d.c.request_id)
+        .outerjoin(orig, orig.id == o.original_order_id)
+        .outerjoin(prev, and_(prev.customer_id == o.customer_id,
+                              prev.employee_id == req.from_employee_id,
+                              prev.end_at == req.effective_at))
+        .outerjoin(plan_a, _plan_at(plan_a, req.from_employee_id, t))
+        .where(d.c.rule.in_(PROTECTED_OWNER_RULES))
     )
-    inherited = base.add_columns(*columns(
-        own.employee_id, literal(LineRole.INHERITED_OWNER.value),
-        literal(Rule.PROTECTION_INHERITED.value),
-        cast(func.coalesce(plan_owner.inherited_rate_bp, 0), BigInteger),
-        FULL_SHARE_BP - share_a,
-    )).where(req.id.is_not(None))
-    return union_all(unprotected, original, inherited)
 
 
 def _recompute(session: Session, scope: Select) -> int:
     """Bring the lines of every order in `scope` up to date. Returns lines written."""
     # psycopg reports INSERT ... SELECT row counts only when asked to keep them
     bind = session.connection().execution_options(preserve_rowcount=True)
+    postgres = bind.dialect.name == "postgresql"
+    if postgres:
+        # JIT compiles for 1-2 s per statement here (costs are high, rows few): never worth it
+        bind.execute(text("SET LOCAL jit = off"))
     SCOPE.create(bind, checkfirst=True)
     DESIRED.create(bind, checkfirst=True)
     bind.execute(delete(SCOPE))
     bind.execute(delete(DESIRED))
     bind.execute(insert(SCOPE).from_select(["order_id"], scope.distinct()))
-    desired = desired_lines_select()
-    bind.execute(insert(DESIRED).from_select([c.name for c in DESIRED.columns], desired))
+    if postgres:
+        # autovacuum never analyzes temporary tables: without statistics the planner guesses
+        # the scope 10x too large, scans customer_order whole and turns JIT on (bench/README.md)
+        bind.execute(text(f"ANALYZE {SCOPE.name}"))
+    columns = [c.name for c in DESIRED.columns]
+    bind.execute(insert(DESIRED).from_select(columns, owner_lines_select()))
+    bind.execute(insert(DESIRED).from_select(columns, original_lines_select()))
 
     closed = closed_through(session)
     lines = CommissionLine.__table__
@@ -274,30 +301,47 @@ def _book_adjustments(bind: object, closed: str, open_month: str, now: datetime)
 
 
 def refresh_statements(session: Session, period: str, *, final: bool) -> int:
-    """Upsert one statement per employee with lines in `period`, with its totals."""
+    """Upsert one statement per employee with lines in `period`, with its totals; a FINAL
+    statement is never touched. Set-based: no statement is loaded into Python."""
     now = utcnow()
-    totals = session.exec(
-        select(CommissionLine.employee_id, func.sum(CommissionLine.amount_fen), func.count())
-        .where(CommissionLine.period == period).group_by(CommissionLine.employee_id)
-    ).all()
-    existing = {s.employee_id: s for s in session.exec(
-        select(Statement).where(Statement.period == period)).scalars()}
-    for employee_id, total, count in totals:
-        statement = existing.pop(employee_id, None) or Statement(employee_id=employee_id,
-                                                                 period=period)
-        if statement.status == "FINAL":
-            continue
-        statement.total_fen, statement.line_count, statement.updated_at = int(total), count, now
-        if final:
-            statement.status, statement.finalized_at = "FINAL", now
-        session.add(statement)
-    for statement in existing.values():  # lines vanished: an empty statement, still recorded
-        if statement.status != "FINAL":
-            statement.total_fen, statement.line_count, statement.updated_at = 0, 0, now
-            if final:
-                statement.status, statement.finalized_at = "FINAL", now
-            session.add(statement)
-    return len(totals)
+    bind = session.connection()
+    lines = CommissionLine.__table__
+    statements = Statement.__table__
+    upsert = postgresql_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    status = literal(StatementStatus.FINAL if final else StatementStatus.DRAFT,
+                     statements.c.status.type)
+    totals = (
+        select(lines.c.employee_id, literal(period), status, func.sum(lines.c.amount_fen),
+               func.count(), literal(now if final else None, UTCDateTime()),
+               literal(now, UTCDateTime()))
+        .where(lines.c.period == period)
+        .group_by(lines.c.employee_id)
+    )
+    statement = upsert(statements).from_select(
+        ["employee_id", "period", "status", "total_fen", "line_count", "finalized_at",
+         "updated_at"], totals)
+    changed = {"total_fen": statement.excluded.total_fen,
+               "line_count": statement.excluded.line_count,
+               "updated_at": statement.excluded.updated_at}
+    if final:
+        changed |= {"status": statement.excluded.status,
+                    "finalized_at": statement.excluded.finalized_at}
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["employee_id", "period"], set_=changed,
+        where=statements.c.status != StatementStatus.FINAL))
+    vanished = {"total_fen": 0, "line_count": 0, "updated_at": now}  # still recorded, empty
+    if final:
+        vanished |= {"status": StatementStatus.FINAL, "finalized_at": now}
+    session.execute(update(statements).where(
+        statements.c.period == period, statements.c.status != StatementStatus.FINAL,
+        ~exists().where(lines.c.period == period,
+                        lines.c.employee_id == statements.c.employee_id),
+    ).values(**vanished))
+    for loaded in list(session.identity_map.values()):  # loaded statements are stale now
+        if isinstance(loaded, Statement):
+            session.expire(loaded)
+    return session.execute(select(func.count(func.distinct(lines.c.employee_id))).where(
+        lines.c.period == period)).scalar_one()
 
 
 def finalize_period(session: Session, period: str, *, run_key: str, trigger: str,
