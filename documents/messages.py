@@ -258,6 +258,181 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "zh-CN": "以下为系统存档的评估说明原文（英文），供复核时对照。",
         "en": "The explanation stored with the assessment, verbatim, for review.",
     },
+    # === the agreement (documents/agreement.py) ==============================================
+    "agr_title": {"zh-CN": "客户调整协议", "en": "Customer reassignment agreement"},
+    "agr_ref": {
+        "zh-CN": "调整申请 #{id}，提交于 {at}",
+        "en": "Reassignment request #{id}, submitted {at}",
+    },
+    "agr_page_footer": {
+        "zh-CN": "调整申请 #{id} · 客户调整协议",
+        "en": "Request #{id} · reassignment agreement",
+    },
+    "agr_parties": {"zh-CN": "协议各方", "en": "The parties"},
+    "agr_company": {"zh-CN": "甲方（公司）", "en": "The company"},
+    "agr_salesperson": {"zh-CN": "乙方（移交客户的销售）",
+                        "en": "The salesperson (who hands over the customers)"},
+    "agr_receiver": {"zh-CN": "接收销售（知悉，不签署）",
+                     "en": "The receiving salesperson (informed; does not sign)"},
+    "agr_person": {"zh-CN": "{name}（工号 {no}）", "en": "{name} (employee no. {no})"},
+    "agr_preamble": {
+        "zh-CN": "甲乙双方经协商，就下列客户负责关系的调整达成如下协议。本协议经乙方签字后生效；"
+                 "未经乙方签字，客户归属不变。",
+        "en": "The company and the salesperson agree as follows on reassigning the customers "
+              "below. The agreement binds once the salesperson signs it; without that "
+              "signature, the customers stay with the salesperson.",
+    },
+    "agr_art_customers": {"zh-CN": "第一条 调整的客户", "en": "Article 1. The customers that move"},
+    "agr_customers_text": {
+        "zh-CN": "乙方同意将以下 {count} 个客户的负责关系转给{receiver}：",
+        "en": "The salesperson agrees that the following {count} customer(s) move to "
+              "{receiver}:",
+    },
+    "agr_reason": {"zh-CN": "调整原因：{reason}。", "en": "Reason: {reason}."},
+    "agr_art_effective": {"zh-CN": "第二条 生效日期", "en": "Article 2. Effective date"},
+    "agr_effective_text": {
+        "zh-CN": "调整于沟通期结束时生效，目前为 {at}；如有申诉，沟通期按申诉处理所用的时间顺延。"
+                 "乙方在沟通期结束后签字的，于签字时生效。",
+        "en": "The reassignment takes effect when the communication window ends, currently "
+              "{at} (an appeal extends the window by the time it is under review), or when "
+              "the salesperson signs, if that is later.",
+    },
+    "agr_effective_open": {
+        "zh-CN": "调整于沟通期结束时生效；乙方在沟通期结束后签字的，于签字时生效。",
+        "en": "The reassignment takes effect when the communication window ends, or when the "
+              "salesperson signs, if that is later.",
+    },
+    "agr_effective_known": {
+        "zh-CN": "调整已于 {at} 生效。",
+        "en": "The reassignment took effect on {at}.",
+    },
+    "agr_sign_by": {
+        "zh-CN": "乙方应于 {at} 前签字或拒绝；届时未签字的，调整不生效。",
+        "en": "The salesperson signs or declines by {at}; without a signature by then, the "
+              "reassignment does not take effect.",
+    },
+    "agr_art_protection": {"zh-CN": "第三条 保护期与提成分配",
+                           "en": "Article 3. Protection period and share"},
+    "agr_protection_text": {
+        "zh-CN": "自生效之日起 {period} 为保护期。保护期内，上述客户的订单由乙方按其本人提成比例的 "
+                 "{share} 获得提成，其余归接收销售；保护期结束后，提成全部归接收销售。",
+        "en": "For {period} from the effective date the salesperson is in protection: on these "
+              "customers' orders they earn {share} of the commission at their own rate, and "
+              "the receiving salesperson earns the rest. After protection, all of it goes to "
+              "the receiving salesperson.",
+    },
+    "agr_protection_none": {
+        "zh-CN": "本次调整不设保护期：自生效之日起，上述客户订单的提成归接收销售。",
+        "en": "There is no protection period: from the effective date, commission on these "
+              "customers' orders goes to the receiving salesperson.",
+    },
+    "agr_before_effective": {
+        "zh-CN": "生效前已下的订单仍按原归属计提成；退款按原订单的分配冲回。",
+        "en": "Orders booked before the effective date keep their attribution, and a refund "
+              "reverses the split of its original order.",
+    },
+    "agr_art_compensation": {"zh-CN": "第四条 补偿", "en": "Article 4. Compensation"},
+    "agr_compensation_text": {
+        "zh-CN": "甲方向乙方支付一次性补偿 {lump}。",
+        "en": "The company pays the salesperson a one-off compensation of {lump}.",
+    },
+    "agr_compensation_none": {
+        "zh-CN": "本协议不含一次性补偿，补偿体现在第三条的保护期与分成中。",
+        "en": "There is no one-off payment; the compensation lies in the protection period "
+              "and share of Article 3.",
+    },
+    "agr_option": {
+        "zh-CN": "所选补偿方案：{kind}（政策公式计算的方案之一{mark}）。",
+        "en": "Compensation option: {kind} (one of the options the policy formula computes"
+              "{mark}).",
+    },
+    "agr_option_suggested": {"zh-CN": "，即建议方案", "en": "; the suggested one"},
+    "agr_option_custom": {
+        "zh-CN": "所选补偿方案：单独约定的条款（不是政策公式计算的方案之一）。",
+        "en": "Compensation option: individually agreed terms (not one of the options the "
+              "policy formula computes).",
+    },
+    "agr_art_policy": {"zh-CN": "第五条 适用的政策", "en": "Article 5. The policy that applies"},
+    "agr_policy_text": {
+        "zh-CN": "本协议依据政策“{name}”第 {version} 版（编号 {id}，发布于 {published}）订立。",
+        "en": "This agreement is made under policy \u201c{name}\u201d, version {version} "
+              "(id {id}, published {published}).",
+    },
+    "agr_art_report": {"zh-CN": "第六条 个人分析报告",
+                       "en": "Article 6. The personal analysis report"},
+    "agr_report_text": {
+        "zh-CN": "乙方已收到个人分析报告第 {version} 版，报告说明了本次调整对乙方收入的影响和可选的"
+                 "补偿方案。",
+        "en": "The salesperson has received version {version} of the personal analysis report, "
+              "which explains what the reassignment means for their income and the "
+              "compensation options.",
+    },
+    "agr_report_link": {"zh-CN": "报告地址", "en": "Report"},
+    "agr_report_hash": {"zh-CN": "报告 SHA-256", "en": "Report SHA-256"},
+    "agr_art_consent": {"zh-CN": "第七条 自愿签署与电子签名",
+                        "en": "Article 7. Consent and electronic signature"},
+    "agr_consent_text": {
+        "zh-CN": "乙方自愿签署本协议。在沟通期内乙方可以申诉，也可以拒绝签字；拒绝或到期未签字的，"
+                 "一切维持原状。",
+        "en": "The salesperson signs of their own free will. During the communication window "
+              "they may appeal, and they may decline to sign; if they decline or do not sign in "
+              "time, everything stays as it is.",
+    },
+    "agr_esign_text": {
+        "zh-CN": "本协议依据《中华人民共和国电子签名法》以电子方式签署：乙方签字前重新验证身份，"
+                 "签字记录本文件的 SHA-256。签字后，甲方附加签署证明页，并以甲方证书加盖电子印章"
+                 "（PAdES），此后对文件或签名的任何改动均可被发现。",
+        "en": "The agreement is signed electronically under the PRC Electronic Signature Law: "
+              "the salesperson re-authenticates before signing, and the signature records this "
+              "file's SHA-256. After the signature the company appends an evidence page and "
+              "seals the file with its certificate (PAdES), so that any later change to the "
+              "document or the signature can be detected.",
+    },
+    "agr_sign_salesperson": {"zh-CN": "乙方签字", "en": "The salesperson's signature"},
+    "agr_sign_company": {"zh-CN": "甲方电子印章", "en": "The company's electronic seal"},
+    "agr_sign_note": {"zh-CN": "以电子方式签署，见签署证明页",
+                      "en": "signed electronically: see the evidence page"},
+    # --- the evidence page appended when the agreement is sealed (documents/seal.py) ---------
+    "ev_title": {"zh-CN": "签署证明", "en": "Signature evidence"},
+    "ev_intro": {
+        "zh-CN": "本页由 Baton 在乙方签字后附加，记录签字的时间、方式与证据，并与协议一起以甲方证书"
+                 "加盖电子印章。协议原文即本文件的前 {size} 字节，未作任何改动。",
+        "en": "Baton appended this page after the salesperson signed. It records when and how "
+              "the agreement was signed, and the company's certificate seals it together with "
+              "the agreement. The agreement itself, the first {size} bytes of this file, is "
+              "unchanged.",
+    },
+    "ev_request": {"zh-CN": "调整申请", "en": "Reassignment request"},
+    "ev_agreement_version": {"zh-CN": "协议版本", "en": "Agreement version"},
+    "ev_agreement_sha": {"zh-CN": "协议 SHA-256", "en": "Agreement SHA-256"},
+    "ev_signed_sha": {"zh-CN": "签字所指文件的 SHA-256", "en": "SHA-256 named by the signature"},
+    "ev_hash_mismatch": {
+        "zh-CN": "注意：签字所指的 SHA-256 与本协议不一致。",
+        "en": "Warning: the signature names a different SHA-256 than this agreement's.",
+    },
+    "ev_signer": {"zh-CN": "签字人", "en": "Signer"},
+    "ev_typed_name": {"zh-CN": "签字人输入的姓名（同意声明）",
+                      "en": "Typed name (statement of consent)"},
+    "ev_signed_at": {"zh-CN": "签字时间", "en": "Signed at"},
+    "ev_method": {"zh-CN": "身份验证方式", "en": "Re-authentication"},
+    "ev_method_passkey": {"zh-CN": "通行密钥（WebAuthn）", "en": "Passkey (WebAuthn)"},
+    "ev_method_otp": {"zh-CN": "一次性验证码", "en": "One-time code"},
+    "ev_method_session": {"zh-CN": "登录会话（未重新验证）",
+                          "en": "Logged-in session (no re-authentication)"},
+    "ev_credential": {"zh-CN": "凭据编号", "en": "Credential id"},
+    "ev_ip": {"zh-CN": "IP 地址", "en": "IP address"},
+    "ev_user_agent": {"zh-CN": "浏览器（User-Agent）", "en": "Browser (user agent)"},
+    "ev_seal": {"zh-CN": "电子印章证书", "en": "Sealing certificate"},
+    "ev_fingerprint": {"zh-CN": "证书 SHA-256 指纹", "en": "Certificate SHA-256 fingerprint"},
+    "ev_dev_certificate": {
+        "zh-CN": "开发用自签名证书：仅供测试，不具法律效力。",
+        "en": "DEVELOPMENT self-signed certificate: for testing only, of no legal effect.",
+    },
+    "ev_verify": {
+        "zh-CN": "验证：GET {path}，或 python cli.py verify-agreement 文件名。",
+        "en": "To verify: GET {path}, or python cli.py verify-agreement FILE.",
+    },
+    "ev_none": {"zh-CN": "（无）", "en": "(none)"},
 }
 
 
