@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent
@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     webauthn_origin: str = "http://localhost:8000"  # where the browser runs the ceremony
     otp_ttl_minutes: int = Field(default=10, ge=1, le=24 * 60)
     otp_max_attempts: int = Field(default=5, ge=1, le=20)
+    # the organisation's seal on signed agreements (documents/seal.py): a PKCS#12 file, in
+    # production from a licensed CA; without one, a self-signed DEVELOPMENT certificate is made
+    # once in seal_dev_cert_dir (default data_dir/seal)
+    seal_pkcs12_path: Path | None = None
+    seal_pkcs12_password: SecretStr | None = None
+    seal_dev_cert_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _seal_dev_cert_dir_default(self) -> Settings:
+        if self.seal_dev_cert_dir is None:
+            self.seal_dev_cert_dir = self.data_dir / "seal"
+        return self
 
 
 @lru_cache
