@@ -59,6 +59,8 @@ def build_worker(
             settlement.finalize_settlement_period,
             valuation.refresh_valuations,
             documents.render_personal_report,
+            documents.render_agreement,
+            documents.seal_agreement,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,
