@@ -6,6 +6,8 @@
     python cli.py create-user --username hu --employee-no E200 --roles hr,admin
     python cli.py audit-verify   # recompute the audit hash chain
     python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
+    python cli.py verify-agreement sealed.pdf [--request-id 42]   # check a sealed agreement
+    python cli.py seal-dev-cert  # make (once) and show the self-signed development seal cert
 
 Settings come from the environment (BATON_*), see settings.py.
 """
@@ -352,7 +354,25 @@ class DevStack:
 # --- subcommands -------------------------------------------------------------------------------
 
 
+def seal_certificate_lines(settings: Settings) -> list[str]:
+    """Which certificate seals agreements; makes the development one when none is configured."""
+    from documents.seal import SealConfig, ensure_dev_certificate, fingerprint
+
+    config = SealConfig.from_settings(settings)
+    if not config.development:
+        return [f"agreements are sealed with {config.pkcs12_path}"]
+    path, created = ensure_dev_certificate(config.dev_cert_dir)
+    cert = config.trust_roots()[0]
+    return [f"{'created' if created else 'using'} a self-signed DEVELOPMENT seal certificate "
+            f"for agreements: {path}",
+            f"  subject {cert.subject.human_friendly}; SHA-256 {fingerprint(cert)}",
+            "  it has no legal effect: set BATON_SEAL_PKCS12_PATH (and "
+            "BATON_SEAL_PKCS12_PASSWORD) to a certificate from a licensed CA for production"]
+
+
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    for line in seal_certificate_lines(settings):
+        _say(line)
     return DevStack(settings).run()
 
 
@@ -485,6 +505,75 @@ def cmd_import_orders(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_seal_dev_cert(settings: Settings, _args: argparse.Namespace) -> int:
+    from documents.seal import SealError
+
+    try:
+        print("\n".join(seal_certificate_lines(settings)))
+    except SealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _recorded_agreement_hash(settings: Settings, request_id: int,
+                             version: int | None) -> tuple[str | None, str | None]:
+    """(the stored agreement's SHA-256 for that version, or why there is none)."""
+    from sqlmodel import col, select
+
+    from models.reassignment import RequestDocument
+
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            query = select(RequestDocument.sha256).where(
+                RequestDocument.request_id == request_id, RequestDocument.kind == "AGREEMENT")
+            if version is not None:
+                query = query.where(RequestDocument.version == version)
+            found = session.exec(query.order_by(col(RequestDocument.version).desc())).first()
+    finally:
+        dispose()
+    if found is None:
+        return None, (f"request {request_id} has no stored agreement"
+                      + (f" version {version}" if version is not None else ""))
+    return found, None
+
+
+def cmd_verify_agreement(settings: Settings, args: argparse.Namespace) -> int:
+    """Check a sealed agreement; exit 0 only when it verifies completely."""
+    from documents.seal import SealConfig, SealError, compare_with_record, format_report
+    from documents.seal import verify_sealed_pdf as verify
+
+    path = Path(args.file)
+    try:
+        pdf = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        trust = SealConfig.from_settings(settings).trust_roots()
+    except SealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = verify(pdf, None, trust)
+    if args.request_id is not None:
+        evidence = report.evidence
+        expected, missing = _recorded_agreement_hash(
+            settings, args.request_id, evidence.agreement_version if evidence else None)
+        problems = list(report.problems)
+        if evidence is not None and evidence.request_id != args.request_id:
+            problems.append(f"the file is the agreement of request {evidence.request_id}, "
+                            f"not of request {args.request_id}")
+        if missing:
+            problems.append(missing)
+        report = compare_with_record(report.model_copy(update={"problems": problems}),
+                                     expected)
+        if expected is None:
+            report = report.model_copy(update={"hash_matches": False})
+    print("\n".join(format_report(report, path.name)))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baton", description="Baton admin CLI")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -511,6 +600,16 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--dry-run", action="store_true",
                         help="report every bad row with its line number; write nothing")
     orders.set_defaults(func=cmd_import_orders)
+    verify = sub.add_parser("verify-agreement", help="check a sealed agreement PDF: the seal "
+                            "intact and trusted, who signed, when and how; exit 1 if not")
+    verify.add_argument("file", help="the sealed agreement (PDF)")
+    verify.add_argument("--request-id", type=int, default=None,
+                        help="compare the agreement's SHA-256 with the one stored for this "
+                             "request (BATON_DATABASE_URL)")
+    verify.set_defaults(func=cmd_verify_agreement)
+    sub.add_parser("seal-dev-cert", help="create (once) and show the self-signed development "
+                   "certificate that seals agreements when none is configured"
+                   ).set_defaults(func=cmd_seal_dev_cert)
     return parser
 
 
