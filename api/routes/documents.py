@@ -1,13 +1,18 @@
-"""The personal analysis report of a request: its versions, the PDF and the HTML.
+"""The documents of a request: the personal analysis report and the agreement.
 
-Who may read it: the affected salesperson (the request's from_employee_id), the requester, HR
-and legal. Anyone else gets 404, exactly as for a request that does not exist, so the
-existence of a report reveals nothing. Every read is recorded in the audit chain as
-REPORT_READ, with ids only (who, which request, which version and format).
+Report: its versions, the PDF and the HTML. Agreement: its versions, each version's PDF (what
+the salesperson signs, by its SHA-256), the sealed PDF once signed, and the verification of
+the seal (documents.seal) against the hash on record.
+
+Who may read them: the affected salesperson (the request's from_employee_id), the requester,
+HR and legal. Anyone else gets 404, exactly as for a request that does not exist, so the
+existence of a document reveals nothing. Every read is recorded in the audit chain as
+REPORT_READ or AGREEMENT_READ, with ids only (who, which request, which version and format).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,9 +22,10 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import CurrentActor, SessionDep
+from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.problems import Problem, problem_responses
 from api.security import Actor
+from documents.seal import SealConfig, SealError, VerificationReport, verify_sealed_pdf
 from domain.stages import Role
 from models.audit import AuditEvent, append_audit_event
 from models.reassignment import ReassignmentRequest, RequestDocument
@@ -59,15 +65,16 @@ def _not_found(request_id: int) -> Problem:
                    "you are not the affected salesperson, the requester, HR or legal.")
 
 
-def _readable_request(session: Session, actor: Actor, request_id: int) -> ReassignmentRequest:
+def _readable_request(session: Session, actor: Actor, request_id: int,
+                      not_found: Callable[[int], Problem] = _not_found) -> ReassignmentRequest:
     request = session.get(ReassignmentRequest, request_id)
     if request is None:
-        raise _not_found(request_id)
+        raise not_found(request_id)
     if actor.employee_id in (request.from_employee_id, request.requester_id):
         return request
     if actor.has_any(*READ_ALL_ROLES):
         return request
-    raise _not_found(request_id)
+    raise not_found(request_id)
 
 
 def _audit(session: Session, actor: Actor, request_id: int, detail: dict[str, Any]) -> None:
@@ -153,3 +160,165 @@ def report_html(request_id: int, actor: CurrentActor, session: SessionDep,
     document = _read(session, actor, request_id, version, "html")
     return Response(document.html, media_type="text/html; charset=utf-8",
                     headers=_headers(document, "html", **{"Content-Security-Policy": HTML_CSP}))
+
+
+# --- the agreement -------------------------------------------------------------------------
+
+AGREEMENT = "AGREEMENT"
+SEALED_AGREEMENT = "SEALED_AGREEMENT"
+EVENT_AGREEMENT_READ = "AGREEMENT_READ"
+
+
+class SealedVersionOut(BaseModel):
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+    pdf_url: str
+    verify_url: str
+
+
+class AgreementVersionOut(BaseModel):
+    version: int
+    language: str
+    sha256: str  # what a signature must name
+    size_bytes: int
+    created_at: datetime
+    pdf_url: str
+    sealed: SealedVersionOut | None = None  # set once this version was signed and sealed
+
+
+class AgreementVersionsOut(BaseModel):
+    request_id: int
+    latest: int | None  # the newest version: the only one that can be signed
+    versions: list[AgreementVersionOut]
+
+
+class AgreementVerificationOut(VerificationReport):
+    """The seal of a stored sealed agreement, checked against the agreement's stored hash."""
+
+    request_id: int
+    version: int
+    sealed_sha256: str
+
+
+def _agreement_not_found(request_id: int) -> Problem:
+    return Problem(404, "agreement-not-found", "Agreement not found",
+                   f"There is no agreement of request {request_id} that you may read: the "
+                   "request does not exist, its agreement has not been rendered (or signed and "
+                   "sealed) yet, or you are not the affected salesperson, the requester, HR "
+                   "or legal.")
+
+
+def _agreement_audit(session: Session, actor: Actor, request_id: int,
+                     detail: dict[str, Any]) -> None:
+    append_audit_event(session, AuditEvent(
+        occurred_at=utcnow(), event_type=EVENT_AGREEMENT_READ, request_id=request_id,
+        actor_id=actor.employee_id, detail=detail, chain_index=0, prev_hash="", hash=""))
+    session.flush()
+
+
+def _agreement_document(session: Session, request_id: int, kind: str,
+                        version: int | None) -> RequestDocument:
+    query = select(RequestDocument).where(RequestDocument.request_id == request_id,
+                                          RequestDocument.kind == kind)
+    if version is not None:
+        query = query.where(RequestDocument.version == version)
+    document = session.exec(query.order_by(col(RequestDocument.version).desc())).first()
+    if document is None:
+        raise _agreement_not_found(request_id)
+    return document
+
+
+def _pdf_response(document: RequestDocument, name: str) -> Response:
+    filename = f"baton-{name}-{document.request_id}-v{document.version}.pdf"
+    return Response(document.pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{filename}"',
+        "Cache-Control": "private, no-store", "ETag": f'"{document.sha256}"',
+        "X-Content-SHA256": document.sha256, "Content-Language": document.language})
+
+
+@router.get("/{request_id}/agreement", response_model=AgreementVersionsOut,
+            responses=problem_responses(401, 404))
+def agreement_versions(request_id: int, actor: CurrentActor, session: SessionDep
+                       ) -> AgreementVersionsOut:
+    """The agreement's versions, newest first, each with its SHA-256 (what a signature must
+    name) and, once signed, its sealed PDF. Only the newest version can be signed."""
+    _readable_request(session, actor, request_id, _agreement_not_found)
+    rows = session.exec(
+        select(RequestDocument.kind, RequestDocument.version,  # type: ignore[call-overload]
+               RequestDocument.language, RequestDocument.sha256,
+               RequestDocument.created_at, func.length(col(RequestDocument.pdf)))
+        .where(RequestDocument.request_id == request_id,
+               col(RequestDocument.kind).in_((AGREEMENT, SEALED_AGREEMENT)))
+        .order_by(col(RequestDocument.version).desc())).all()
+    base = f"/api/v1/reassignments/{request_id}/agreement"
+    sealed = {v: SealedVersionOut(sha256=sha, size_bytes=int(size), created_at=at,
+                                  pdf_url=f"{base}/sealed.pdf?version={v}",
+                                  verify_url=f"{base}/verify?version={v}")
+              for kind, v, _, sha, at, size in rows if kind == SEALED_AGREEMENT}
+    versions = [AgreementVersionOut(version=v, language=lang, sha256=sha, size_bytes=int(size),
+                                    created_at=at, pdf_url=f"{base}.pdf?version={v}",
+                                    sealed=sealed.get(v))
+                for kind, v, lang, sha, at, size in rows if kind == AGREEMENT]
+    _agreement_audit(session, actor, request_id, {"format": "versions",
+                                                  "versions": [v.version for v in versions]})
+    return AgreementVersionsOut(request_id=request_id,
+                                latest=versions[0].version if versions else None,
+                                versions=versions)
+
+
+@router.get("/{request_id}/agreement.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}},
+                             "description": "The agreement as rendered (unsealed)"},
+                       **problem_responses(401, 404, 422)})
+def agreement_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+                  version: Version = None) -> Response:
+    """The agreement's PDF as the salesperson reads and signs it: the latest version, or
+    `?version=`. Its SHA-256 is in the X-Content-SHA256 header."""
+    _readable_request(session, actor, request_id, _agreement_not_found)
+    document = _agreement_document(session, request_id, AGREEMENT, version)
+    _agreement_audit(session, actor, request_id, {"document_id": document.id,
+                                                  "version": document.version,
+                                                  "format": "pdf"})
+    return _pdf_response(document, "agreement")
+
+
+@router.get("/{request_id}/agreement/sealed.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}},
+                             "description": "The signed agreement with its evidence page, "
+                                            "sealed (PAdES)"},
+                       **problem_responses(401, 404, 422)})
+def sealed_agreement_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+                         version: Version = None) -> Response:
+    """The signed agreement, its evidence page appended and sealed with the organisation's
+    certificate (PAdES): the latest sealed version, or `?version=`."""
+    _readable_request(session, actor, request_id, _agreement_not_found)
+    document = _agreement_document(session, request_id, SEALED_AGREEMENT, version)
+    _agreement_audit(session, actor, request_id, {"document_id": document.id,
+                                                  "version": document.version,
+                                                  "format": "sealed_pdf"})
+    return _pdf_response(document, "agreement-sealed")
+
+
+@router.get("/{request_id}/agreement/verify", response_model=AgreementVerificationOut,
+            responses=problem_responses(401, 404, 422, 503))
+def verify_agreement(request_id: int, actor: CurrentActor, session: SessionDep,
+                     settings: SettingsDep, version: Version = None
+                     ) -> AgreementVerificationOut:
+    """Verify the stored sealed agreement (latest, or `?version=`): whether the seal is intact
+    and trusted, who signed, when and how, and whether the agreement's hash matches the one on
+    record. `ok` is the one answer; `problems` says what is wrong."""
+    _readable_request(session, actor, request_id, _agreement_not_found)
+    sealed = _agreement_document(session, request_id, SEALED_AGREEMENT, version)
+    agreement = _agreement_document(session, request_id, AGREEMENT, sealed.version)
+    try:
+        trust = SealConfig.from_settings(settings).trust_roots()
+    except SealError as exc:
+        raise Problem(503, "seal-unavailable", "Seal certificate unavailable",
+                      f"The organisation's seal certificate cannot be loaded: {exc}") from exc
+    report = verify_sealed_pdf(sealed.pdf, agreement.sha256, trust)
+    _agreement_audit(session, actor, request_id, {"document_id": sealed.id,
+                                                  "version": sealed.version,
+                                                  "format": "verify", "ok": report.ok})
+    return AgreementVerificationOut(**report.model_dump(exclude={"ok"}), request_id=request_id,
+                                    version=sealed.version, sealed_sha256=sealed.sha256)
