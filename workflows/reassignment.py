@@ -48,6 +48,7 @@ WRITE_TIMEOUT = timedelta(seconds=30)
 RENDER_TIMEOUT = timedelta(minutes=5)
 # workflow.patched ids: histories recorded before a change replay along the old path
 PATCH_PERSONAL_REPORT = "personal-report-v1"
+PATCH_AGREEMENT = "agreement-and-seal-v1"
 WRITE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SIGNABLE_STAGES = frozenset({Stage.COMMUNICATION, Stage.AWAITING_SIGNATURE})
 
@@ -182,6 +183,7 @@ class ReassignmentWorkflow:
         self._set_stage(Stage.COMMUNICATION, deadline=self._window_end)
         await self._record("COMMUNICATION_STARTED")
         await self._render_report()
+        await self._render_agreement()
         await self._notify("REPORT_AVAILABLE",
                            "Your personal analysis report is ready; you may appeal or sign.",
                            [self._ctx.from_employee_id])
@@ -213,6 +215,14 @@ class ReassignmentWorkflow:
             args=[self._state.request_id, self._window_end],
             start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
         self._state.report_sha256 = sha256
+
+    async def _render_agreement(self) -> None:
+        if not workflow.patched(PATCH_AGREEMENT):
+            return
+        ref = await workflow.execute_activity_method(
+            DocumentActivities.render_agreement, self._state.request_id,
+            start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+        self._state.agreement_version, self._state.agreement_sha256 = ref.version, ref.sha256
 
     async def _await_signature(self) -> bool:
         """Returns True once signed; False when declined, cancelled or expired."""
@@ -425,6 +435,7 @@ class ReassignmentWorkflow:
                            detail={"outcome": inp.outcome.value})
         if terms is not None:
             await self._render_report()  # the report explains the amended terms
+            await self._render_agreement()  # a new version: the old one can no longer be signed
         assert self._ctx is not None
         await self._notify("APPEAL_RESOLVED",
                            f"HR resolved your appeal: {inp.outcome.value.lower()}.",
@@ -443,7 +454,15 @@ class ReassignmentWorkflow:
         await self._record("SIGNED", actor_id=inp.actor_id, signature=SignatureWrite(
             signer_id=inp.actor_id, decision="SIGNED", typed_name=inp.typed_name,
             method=inp.method, ip=inp.ip, user_agent=inp.user_agent,
-            document_hash=inp.document_hash, credential_id=inp.credential_id))
+            document_hash=inp.document_hash, credential_id=inp.credential_id),
+            detail={"agreement_version": self._state.agreement_version,
+                    "document_hash": inp.document_hash, "method": inp.method})
+        if self._state.agreement_version is not None:
+            # the organisation's PAdES seal over the signed agreement and its evidence page
+            self._state.sealed_sha256 = await workflow.execute_activity_method(
+                DocumentActivities.seal_agreement,
+                args=[self._state.request_id, self._state.agreement_version],
+                start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
         return self._snapshot()
 
     @sign.validator
@@ -539,6 +558,12 @@ class ReassignmentWorkflow:
         self._require_stage(SIGNABLE_STAGES, "sign or decline")
         if self._signed:
             raise _reject(ActionRejection.ALREADY_DONE, "the agreement is already signed")
+        current = self._state.agreement_sha256
+        if isinstance(inp, SignInput) and current is not None and inp.document_hash != current:
+            raise _reject(ActionRejection.STALE_DOCUMENT,
+                          f"this is not the current agreement: version "
+                          f"{self._state.agreement_version} (SHA-256 {current}) replaced it; "
+                          "read the current version and sign that")
 
     # --- internals ---------------------------------------------------------------------
 

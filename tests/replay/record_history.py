@@ -27,7 +27,7 @@ from models.db import make_engine, migrate, session_factory
 from temporal_client import register_search_attributes
 from tests.conftest import binary
 from tests.factories import build_small_org
-from tests.workflow.conftest import Harness, wait_stage
+from tests.workflow.conftest import Harness, wait_stage, wait_until
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -59,7 +59,10 @@ async def record(path: Path) -> None:
                 actor_id=org.sales_a1, reason="please reconsider"))
             await handle.execute_update("resolve_appeal", ResolveAppealInput(
                 actor_id=org.hr_head, actor_roles=["hr"], outcome=AppealOutcome.UPHOLD))
-            await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+            # the sign step names the current agreement version by its hash (from the state)
+            state = await wait_until(handle, lambda s: s.agreement_sha256 is not None)
+            await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li",
+                                                          document_hash=state.agreement_sha256))
             await handle.result()
             history = await handle.fetch_history()
         await env.shutdown()
@@ -68,4 +71,4 @@ async def record(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record(HISTORIES / "full_lifecycle_v2_report.json"))
+    asyncio.run(record(HISTORIES / "full_lifecycle_v3_agreement.json"))

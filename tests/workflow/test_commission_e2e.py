@@ -20,9 +20,10 @@ from domain.stages import Stage
 from models import CommissionLine, CommissionPlan
 from temporal_client import register_search_attributes
 from tests.api.conftest import api_settings
+from tests.api.test_signing import latest_code
 from tests.conftest import binary
 from tests.factories import PASSWORD
-from tests.workflow.conftest import Harness, wait_stage
+from tests.workflow.conftest import Harness, wait_stage, wait_until
 from worker import build_worker
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -85,8 +86,16 @@ async def test_orders_before_during_after_protection_pay_a_and_b_to_the_fen(fres
                                 headers=await auth(level.approver_id), json={})
             assert r.status_code == 200, r.text
         await wait_stage(handle, Stage.COMMUNICATION)
+        # sign the current agreement version, after re-authenticating by one-time code
+        document = (await wait_until(handle, lambda s: s.agreement_sha256 is not None)
+                    ).agreement_sha256
+        r = await http.post(f"/api/v1/reassignments/{state.request_id}/sign/otp",
+                            headers=await auth(a), json={"document_sha256": document})
+        assert r.status_code == 202, r.text
         r = await http.post(f"/api/v1/reassignments/{state.request_id}/sign",
-                            headers=await auth(a), json={"typed_name": "Li Sales"})
+                            headers=await auth(a), json={
+                                "typed_name": "Li Sales", "document_sha256": document,
+                                "method": "otp", "otp_code": latest_code(h, state.request_id)})
         assert r.status_code == 200, r.text
         await h.env.sleep(timedelta(minutes=11))
         state = await wait_stage(handle, Stage.PROTECTION)

@@ -17,6 +17,7 @@ from models.evidence import verify_bundle
 from tests.api.conftest import api_settings
 from tests.factories import PASSWORD
 from tests.workflow.conftest import wait_stage
+from tests.workflow.test_signing_e2e import current_agreement
 
 
 async def test_completed_case_exports_a_verifiable_bundle(harness, db_url):
@@ -34,8 +35,9 @@ async def test_completed_case_exports_a_verifiable_bundle(harness, db_url):
         await handle.execute_update("approve", ActionInput(actor_id=level.approver_id,
                                                            comment=f"ok {level.level}"))
     state = await wait_stage(handle, Stage.COMMUNICATION)
+    document = (await current_agreement(handle)).agreement_sha256
     await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li Sales",
-                                                  document_hash=state.agreement_sha256))
+                                                  document_hash=document))
     await h.env.sleep(timedelta(minutes=11))
     state = await wait_stage(handle, Stage.PROTECTION)
     with h.sessions() as s:  # an order during protection, recomputed as an ingest would

@@ -7,6 +7,7 @@ from domain.stages import Stage
 from domain.workflow_dto import ActionInput, ReasonedActionInput, ReassignmentState, SignInput
 from models import Assignment, AssignmentSource, ReassignmentRequest
 from tests.workflow.conftest import state_of, wait_stage
+from tests.workflow.test_signing_e2e import current_agreement
 
 
 def _owners(sessions, customers):
@@ -31,7 +32,9 @@ async def test_full_lifecycle_approve_sign_effective_protection_completed(harnes
     # ownership has not moved yet
     assert {a.employee_id for a in _owners(harness.sessions, moved) if a.end_at is None} == {
         org.sales_a1}
-    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li Sales"),
+    document = (await current_agreement(handle)).agreement_sha256
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li Sales",
+                                                  document_hash=document),
                                 result_type=ReassignmentState)
     await harness.env.sleep(timedelta(minutes=11))
     state = await wait_stage(handle, Stage.PROTECTION)
@@ -66,8 +69,9 @@ async def test_receiver_hears_of_every_stage_but_never_signs(harness):
         await handle.execute_update("approve", ActionInput(actor_id=level.approver_id))
     await wait_stage(handle, Stage.COMMUNICATION)
     await harness.env.sleep(timedelta(minutes=11))
-    await wait_stage(handle, Stage.AWAITING_SIGNATURE)
-    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+    document = (await wait_stage(handle, Stage.AWAITING_SIGNATURE)).agreement_sha256
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li",
+                                                  document_hash=document))
     final = await handle.result()
     assert final.stage == Stage.COMPLETED
     with harness.sessions() as s:
@@ -106,6 +110,9 @@ async def test_communication_window_renders_the_personal_report(harness):
     assert f"{window_end.year}年{window_end.month}月{window_end.day}日" in text
     await handle.execute_update("withdraw", ReasonedActionInput(actor_id=org.manager_a,
                                                                 reason="test done"))
+    # let the agreement rendering that started with the window finish while the worker runs:
+    # an activity left pending on the shared time-skipping server stops time for later tests
+    assert (await handle.result()).stage == Stage.WITHDRAWN
 
 
 async def wait_until_report(handle):

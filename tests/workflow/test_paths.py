@@ -30,6 +30,7 @@ from models import (
     SignatureRecord,
 )
 from tests.workflow.conftest import Harness, state_of, wait_stage
+from tests.workflow.test_signing_e2e import current_agreement
 
 HR = [Role.HR]
 
@@ -151,7 +152,8 @@ async def test_appeal_amend_terms_then_sign(harness):
         actor_id=org.hr_head, actor_roles=HR, outcome=AppealOutcome.AMEND,
         amended_terms=amended, comment="longer protection"), result_type=ReassignmentState)
     assert state.stage == Stage.COMMUNICATION and state.terms == amended
-    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li",
+                                                  document_hash=state.agreement_sha256))
     await h.env.sleep(timedelta(minutes=7))  # the 6 minutes left in the window, and then some
     state = await wait_stage(handle, Stage.PROTECTION)
     assert state.protection_end - state.effective_at == timedelta(minutes=60)
@@ -255,9 +257,12 @@ async def test_validator_rejections_write_nothing(harness):
     assert cause.type == "FOUR_EYES" and "at most one level" in cause.message
     await approve_rest(handle)
     await wait_stage(handle, Stage.COMMUNICATION)
-    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+    document = (await current_agreement(handle)).agreement_sha256
+    await handle.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li",
+                                                  document_hash=document))
     signed_count = audit_count(h)
-    cause = await rejected_with(handle, "sign", SignInput(actor_id=org.sales_a1, typed_name="Li"))
+    cause = await rejected_with(handle, "sign", SignInput(actor_id=org.sales_a1, typed_name="Li",
+                                                          document_hash=document))
     assert cause.type == "ALREADY_DONE"
     cause = await rejected_with(handle, "appeal", ReasonedActionInput(
         actor_id=org.sales_a1, reason="too late"))
