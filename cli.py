@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import logging
 import os
 import re
 import shutil
@@ -544,6 +545,8 @@ def cmd_verify_agreement(settings: Settings, args: argparse.Namespace) -> int:
     from documents.seal import SealConfig, SealError, compare_with_record, format_report
     from documents.seal import verify_sealed_pdf as verify
 
+    # pyHanko logs an untrusted or broken seal with a traceback; the report below says it
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
     path = Path(args.file)
     try:
         pdf = path.read_bytes()
