@@ -71,6 +71,7 @@ class ReassignmentWorkflow:
         self._signed = False
         self._window_end: datetime | None = None
         self._appeal_paused_at: datetime | None = None
+        self._agreement_pending = False
 
     # --- main line ---------------------------------------------------------------------
 
@@ -219,9 +220,13 @@ class ReassignmentWorkflow:
     async def _render_agreement(self) -> None:
         if not workflow.patched(PATCH_AGREEMENT):
             return
-        ref = await workflow.execute_activity_method(
-            DocumentActivities.render_agreement, self._state.request_id,
-            start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+        self._agreement_pending = True  # no signature until the version to sign exists
+        try:
+            ref = await workflow.execute_activity_method(
+                DocumentActivities.render_agreement, self._state.request_id,
+                start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+        finally:
+            self._agreement_pending = False
         self._state.agreement_version, self._state.agreement_sha256 = ref.version, ref.sha256
 
     async def _await_signature(self) -> bool:
@@ -558,6 +563,9 @@ class ReassignmentWorkflow:
         self._require_stage(SIGNABLE_STAGES, "sign or decline")
         if self._signed:
             raise _reject(ActionRejection.ALREADY_DONE, "the agreement is already signed")
+        if isinstance(inp, SignInput) and self._agreement_pending:
+            raise _reject(ActionRejection.WRONG_STAGE,
+                          "the agreement is still being prepared; sign it once it is ready")
         current = self._state.agreement_sha256
         if isinstance(inp, SignInput) and current is not None and inp.document_hash != current:
             raise _reject(ActionRejection.STALE_DOCUMENT,

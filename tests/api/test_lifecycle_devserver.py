@@ -28,6 +28,7 @@ from models import Assignment, AssignmentSource, ReassignmentRequest
 from models.audit import verify_chain
 from models.db import SessionFactory
 from tests.api.conftest import Api, api_settings, assert_problem
+from tests.api.test_signing import latest_code
 from tests.conftest import binary
 from tests.factories import SmallOrg, build_small_org, fast_policy_rules
 from workflows.search_attributes import ALL_KEYS
@@ -162,12 +163,20 @@ async def test_full_lifecycle_through_the_api(live: Live) -> None:
             r = await live.act(rid, "approve", approver, {})
             assert_problem(r, 409)
 
-    await live.wait(rid, org.sales_a1, "the communication window", live_stage("COMMUNICATION"))
-    r = await live.act(rid, "sign", org.sales_a1, {"typed_name": "Li Sales"})
+    detail = await live.wait(rid, org.sales_a1, "the agreement to sign",
+                             lambda d: bool(d["live"] and d["live"].get("agreement_sha256")))
+    document = detail["live"]["agreement_sha256"]
+    # re-authenticate by one-time code, bound to this agreement version, then sign
+    r = await live.act(rid, "sign/otp", org.sales_a1, {"document_sha256": document})
+    assert r.status_code == 202, r.text
+    code = latest_code(live, rid)
+    sign = {"typed_name": "Li Sales", "document_sha256": document, "method": "otp",
+            "otp_code": code}
+    r = await live.act(rid, "sign", org.sales_a1, sign)
     assert r.status_code == 200, r.text
     assert r.json()["signed_at"] is not None
-    r = await live.act(rid, "sign", org.sales_a1, {"typed_name": "Li Sales"})
-    assert_problem(r, 409)
+    r = await live.act(rid, "sign", org.sales_a1, sign)  # the code is spent
+    assert_problem(r, 403, "otp-used")
 
     final = await live.wait(rid, org.hr_head, "COMPLETED",
                             lambda d: d["stage"] == "COMPLETED")

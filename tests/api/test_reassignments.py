@@ -373,18 +373,6 @@ async def test_action_bodies_are_validated_before_temporal(
     assert fake_temporal.updates == []
 
 
-async def test_sign_records_evidence_from_the_call(api: Api, fake_temporal: FakeTemporal) -> None:
-    rid = (await submit(api, api.org.manager_a, body_for(api))).json()["id"]
-    headers = {**await api.auth(api.org.sales_a1), "User-Agent": "phone-browser/1.0"}
-    await api.http.post(f"/api/v1/reassignments/{rid}/sign",
-                        json={"typed_name": "Li Sales", "document_hash": "ab" * 32},
-                        headers=headers)
-    (_wf, update, arg), = fake_temporal.updates
-    assert update == "sign" and arg.actor_id == api.org.sales_a1
-    assert arg.user_agent == "phone-browser/1.0" and arg.ip and arg.method == "session"
-    assert arg.document_hash == "ab" * 32
-
-
 # --- misc ------------------------------------------------------------------------------------
 
 

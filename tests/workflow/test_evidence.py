@@ -75,6 +75,12 @@ async def test_completed_case_exports_a_verifiable_bundle(harness, db_url):
                      "11-commission-lines.csv"):
         assert expected in names
     assert any(n.startswith("06-report-v1") and n.endswith(".pdf") for n in names)
+    assert any(n.startswith("07-agreement-v1") for n in names)
+    [sealed] = [n for n in names if n.startswith("08-sealed-agreement-v1")]
+    from documents.seal import verify_sealed_pdf
+
+    report = verify_sealed_pdf(archive.read(sealed), document)
+    assert report.intact and report.hash_matches
     approvals = json.loads(archive.read("03-approvals.json"))
     assert [a["comment"] for a in approvals] == ["ok 1", "ok 2", "ok 3"]
     audit = json.loads(archive.read("10-audit-events.json"))
