@@ -17,7 +17,7 @@ from api.deps import get_temporal_client
 from api.main import create_app
 from domain.periods import period_of
 from domain.stages import Stage
-from models import CommissionLine, CommissionPlan
+from models import CommissionLine, CommissionPlan, SignatureRecord
 from temporal_client import register_search_attributes
 from tests.api.conftest import api_settings
 from tests.api.test_signing import latest_code
@@ -100,6 +100,15 @@ async def test_orders_before_during_after_protection_pay_a_and_b_to_the_fen(fres
         await h.env.sleep(timedelta(minutes=11))
         state = await wait_stage(handle, Stage.PROTECTION)
         effective_at, protection_end = state.effective_at, state.protection_end
+        # signed by one-time code, and the organisation's seal verifies as intact (issue 5)
+        r = await http.get(f"/api/v1/reassignments/{state.request_id}/agreement/verify",
+                           headers=await auth(org.hr_head))
+        assert r.status_code == 200, r.text
+        assert r.json()["intact"] is True and r.json()["hash_matches"] is True
+        with h.sessions() as s:
+            signature = s.exec(select(SignatureRecord).where(
+                SignatureRecord.request_id == state.request_id)).one()
+        assert signature.method == "otp" and signature.document_hash == state.agreement_sha256
 
         await post_order("E2E-AT-EFFECTIVE", effective_at, 10_000)  # start is inclusive
         await post_order("E2E-DURING", effective_at + timedelta(minutes=1), 200_001)
