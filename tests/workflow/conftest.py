@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -76,15 +77,27 @@ class Harness:
                 session.add(RequestCustomer(request_id=request.id, customer_id=c))
             return request.id
 
+    started: list[WorkflowHandle] = field(default_factory=list)
+
     async def start(self, request_id: int, from_id: int, to_id: int,
                     customers: list[int]) -> WorkflowHandle:
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "ReassignmentWorkflow", ReassignmentInput(request_id=request_id),
             id=workflow_id_for(request_id), task_queue=self.task_queue,
             search_attributes=sa.initial(request_id=request_id, customer_ids=customers,
                                          from_employee_id=from_id, to_employee_id=to_id),
             result_type=ReassignmentState,
         )
+        self.started.append(handle)
+        return handle
+
+    async def terminate_leftovers(self) -> None:
+        """A test that failed midway leaves its workflow waiting on this worker's activities;
+        on the shared time-skipping server that would stop time for every later test."""
+        for handle in self.started:
+            with contextlib.suppress(Exception):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("test finished")
 
     async def submit_and_start(self, **kwargs) -> WorkflowHandle:
         request_id = self.submit(**kwargs)
@@ -138,7 +151,11 @@ async def harness(time_env: WorkflowEnvironment, sessions: SessionFactory,
     task_queue = f"tq-{uuid.uuid4().hex[:8]}"
     worker = build_worker(time_env.client, sessions, task_queue)
     async with worker:
-        yield Harness(time_env, time_env.client, sessions, org, task_queue)
+        harness = Harness(time_env, time_env.client, sessions, org, task_queue)
+        try:
+            yield harness
+        finally:
+            await harness.terminate_leftovers()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -50,6 +51,14 @@ def notices(h: Harness, request_id: int, kind: str) -> list[NotificationRecord]:
     with h.sessions() as s:
         return list(s.exec(select(NotificationRecord).where(
             NotificationRecord.request_id == request_id, NotificationRecord.kind == kind)).all())
+
+
+async def wait_for(condition, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 def audit_count(h: Harness) -> int:
@@ -229,6 +238,8 @@ async def test_validator_rejections_write_nothing(harness):
     handle = await start_default(h)
     state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
     level1 = state.levels[0].approver_id
+    # the level's notice goes out after its audit row is written: nothing is in flight now
+    await wait_for(lambda: notices(h, state.request_id, "APPROVAL_REQUESTED"))
     before = audit_count(h)
 
     cause = await rejected_with(handle, "approve", ActionInput(actor_id=org.sales_b1))
