@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import case, func
 from sqlalchemy.exc import IntegrityError
@@ -155,30 +154,35 @@ def load_report_data(session: Session, request_id: int, window_end: datetime,
     return data, report_language(affected.locale)
 
 
-def store_report(session: Session, request_id: int, *, language: str, sha256: str, pdf: bytes,
-                 html: str) -> tuple[RequestDocument, bool]:
-    """Store the report unless this request already has one with the same bytes.
-
-    Returns (document, created). The next version is the highest one plus one.
-    """
+def _store_document(session: Session, request_id: int, *, kind: str, event_type: str,
+                    language: str, sha256: str, pdf: bytes, html: str,
+                    ) -> tuple[RequestDocument, bool]:
+    """Store a rendered document unless this request already has one of this kind with the
+    same bytes. Returns (document, created); the next version is the highest one plus one."""
     existing = session.exec(
         select(RequestDocument).where(RequestDocument.request_id == request_id,
-                                      RequestDocument.kind == REPORT,
+                                      RequestDocument.kind == kind,
                                       RequestDocument.sha256 == sha256)).first()
     if existing is not None:
         return existing, False
     latest = session.exec(select(func.max(RequestDocument.version)).where(
-        RequestDocument.request_id == request_id, RequestDocument.kind == REPORT)).one()
-    document = RequestDocument(request_id=request_id, kind=REPORT, version=(latest or 0) + 1,
+        RequestDocument.request_id == request_id, RequestDocument.kind == kind)).one()
+    document = RequestDocument(request_id=request_id, kind=kind, version=(latest or 0) + 1,
                                language=language, sha256=sha256, pdf=pdf, html=html)
     session.add(document)
     session.flush()
-    detail: dict[str, Any] = {"document_id": document.id, "version": document.version,
-                              "sha256": sha256, "language": language}
     append_audit_event(session, AuditEvent(
-        occurred_at=utcnow(), event_type=REPORT_GENERATED, request_id=request_id,
-        detail=detail, chain_index=0, prev_hash="", hash=""))
+        occurred_at=utcnow(), event_type=event_type, request_id=request_id,
+        detail={"document_id": document.id, "version": document.version, "sha256": sha256,
+                "language": language},
+        chain_index=0, prev_hash="", hash=""))
     return document, True
+
+
+def store_report(session: Session, request_id: int, *, language: str, sha256: str, pdf: bytes,
+                 html: str) -> tuple[RequestDocument, bool]:
+    return _store_document(session, request_id, kind=REPORT, event_type=REPORT_GENERATED,
+                           language=language, sha256=sha256, pdf=pdf, html=html)
 
 
 # --- the agreement ---------------------------------------------------------------------------
@@ -279,29 +283,9 @@ def load_agreement_data(session: Session, request_id: int,
 
 def store_agreement(session: Session, request_id: int, *, language: str, sha256: str,
                     pdf: bytes, html: str) -> tuple[RequestDocument, bool]:
-    """Store the agreement unless this request already has one with the same bytes.
-
-    Returns (document, created). The next version is the highest one plus one.
-    """
-    existing = session.exec(
-        select(RequestDocument).where(RequestDocument.request_id == request_id,
-                                      RequestDocument.kind == AGREEMENT,
-                                      RequestDocument.sha256 == sha256)).first()
-    if existing is not None:
-        return existing, False
-    latest = session.exec(select(func.max(RequestDocument.version)).where(
-        RequestDocument.request_id == request_id, RequestDocument.kind == AGREEMENT)).one()
-    document = RequestDocument(request_id=request_id, kind=AGREEMENT,
-                               version=(latest or 0) + 1, language=language, sha256=sha256,
-                               pdf=pdf, html=html)
-    session.add(document)
-    session.flush()
-    append_audit_event(session, AuditEvent(
-        occurred_at=utcnow(), event_type=AGREEMENT_GENERATED, request_id=request_id,
-        detail={"document_id": document.id, "version": document.version, "sha256": sha256,
-                "language": language},
-        chain_index=0, prev_hash="", hash=""))
-    return document, True
+    return _store_document(session, request_id, kind=AGREEMENT,
+                           event_type=AGREEMENT_GENERATED, language=language, sha256=sha256,
+                           pdf=pdf, html=html)
 
 
 def load_seal_evidence(session: Session, request_id: int, agreement_version: int, *,
