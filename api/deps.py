@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.problems import Problem, temporal_unavailable_problem
 from api.security import BEARER_CHALLENGE, Actor, AuthError, check_still_active, decode_token
 from api.temporal import TemporalConnector, TemporalUnavailable
+from domain.permissions import ACTION_SUMMARY, PERMISSIONS, PUBLIC_ACTIONS, Action, permitted
 from domain.stages import Role
 from models.db import SessionFactory
 from settings import Settings
@@ -73,6 +74,47 @@ def get_current_actor(
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]
+
+
+class Permit:
+    """Dependency: the caller, if the permission table lets one of their roles do `action`.
+
+    The role x endpoint test finds these instances on each route, so every endpoint declares
+    exactly one action; the scope filter then narrows which records the caller sees.
+    """
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+
+    def __call__(self, actor: CurrentActor) -> Actor:
+        if not permitted(actor.roles, self.action):
+            need = ", ".join(sorted(r.value for r in PERMISSIONS[self.action]))
+            raise Problem(403, "forbidden-role", "Role required",
+                          f"To {ACTION_SUMMARY[self.action]} you need one of the roles: {need}. "
+                          f"Your roles: {', '.join(sorted(actor.roles)) or 'none'}.",
+                          extra={"action": self.action.value})
+        return actor
+
+
+class Public:
+    """Marker dependency for the few endpoints that need no login (login, refresh, health)."""
+
+    def __init__(self, action: Action) -> None:
+        assert action in PUBLIC_ACTIONS, action
+        self.action = action
+
+    def __call__(self) -> None:
+        return None
+
+
+def permit(action: Action) -> Any:
+    """`actor: Annotated[Actor, permit(Action.X)]` in a route's signature."""
+    return Depends(Permit(action))
+
+
+def public(action: Action) -> Any:
+    """`dependencies=[public(Action.LOGIN)]` on a route that needs no login."""
+    return Depends(Public(action))
 
 
 def require_roles(actor: Actor, *roles: Role, action: str) -> None:
