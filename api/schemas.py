@@ -164,6 +164,15 @@ class ReasonIn(_Body):
     _nonblank = field_validator("reason")(_strip_nonblank)
 
 
+class ReassignApprovalIn(_Body):
+    new_approver_id: int = Field(description="the employee who decides the open level now")
+    level: int | None = Field(default=None, ge=1,
+                              description="the open level, as a check; leave out to mean it")
+    reason: str = Field(min_length=1, max_length=2000)
+
+    _nonblank = field_validator("reason")(_strip_nonblank)
+
+
 class ResolveAppealIn(_Body):
     outcome: AppealOutcome
     amended_terms: Terms | None = Field(default=None, description="required when outcome is AMEND")

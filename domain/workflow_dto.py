@@ -69,6 +69,8 @@ class ActionInput(BaseModel):
     actor_id: int
     actor_roles: list[Role] = Field(default_factory=list)
     comment: str | None = Field(default=None, max_length=2000)
+    # set by the API only when the actor holds a delegation from this approver for today
+    on_behalf_of: int | None = None
 
 
 class ReasonedActionInput(ActionInput):
@@ -80,6 +82,13 @@ class ReasonedActionInput(ActionInput):
         if not value.strip():
             raise ValueError("reason must not be blank")
         return value.strip()
+
+
+class ReassignApprovalInput(ReasonedActionInput):
+    """HR hands the open approval level to another approver (e.g. the approver is absent)."""
+
+    new_approver_id: int
+    level: int | None = Field(default=None, description="the open level; checked when given")
 
 
 class AppealOutcome(StrEnum):
@@ -123,6 +132,7 @@ class LevelState(BaseModel):
     due_at: datetime | None = None
     reminded: bool = False
     decided_by: int | None = None
+    decided_for: int | None = None  # the approver a delegate decided on behalf of
     decided_at: datetime | None = None
     comment: str | None = None
 
@@ -184,6 +194,7 @@ class ApprovalWrite(BaseModel):
     due_at: datetime | None = None
     escalated_to: list[int] = Field(default_factory=list)
     decided_by: int | None = None
+    decided_for: int | None = None
     comment: str | None = None
 
 

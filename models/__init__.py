@@ -9,6 +9,8 @@ from models.commission import (
     StatementStatus,
 )
 from models.customer import Assignment, AssignmentSource, Customer, Order, OrderKind
+from models.delegation import ApprovalDelegation
+from models.login import LoginFailure, RefreshToken
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
 from models.policy import PolicyAcknowledgement, PolicyStatus, PolicyVersion
 from models.reassignment import (
@@ -25,6 +27,7 @@ from models.valuation import ValuationRun, ValuationSnapshot
 
 __all__ = [
     "Appeal",
+    "ApprovalDelegation",
     "ApprovalStep",
     "Assignment",
     "AssignmentSource",
@@ -35,6 +38,7 @@ __all__ = [
     "Customer",
     "Employee",
     "EmploymentStatus",
+    "LoginFailure",
     "NotificationRecord",
     "OneTimeCode",
     "Order",
@@ -45,6 +49,7 @@ __all__ = [
     "PolicyStatus",
     "PolicyVersion",
     "ReassignmentRequest",
+    "RefreshToken",
     "RequestCustomer",
     "RequestDocument",
     "SettlementRun",

@@ -18,6 +18,10 @@ class Customer(SQLModel, table=True):
     code: str = Field(max_length=40, unique=True)
     name: str = Field(max_length=200)
     found_by_employee_id: int | None = Field(default=None, foreign_key="employee.id")
+    # contact details: personal information, masked for roles that do not work the customer
+    contact_name: str | None = Field(default=None, max_length=200)
+    contact_phone: str | None = Field(default=None, max_length=40)
+    contact_email: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

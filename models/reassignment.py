@@ -67,6 +67,8 @@ class ApprovalStep(SQLModel, table=True):
     status: str = Field(default="WAITING", max_length=10, index=True)
     due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decided_by_id: int | None = Field(default=None, foreign_key="employee.id")
+    # set when a delegate decided: the approver they stood in for ("on behalf of")
+    decided_on_behalf_of_id: int | None = Field(default=None, foreign_key="employee.id")
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     comment: str | None = Field(default=None, max_length=2000)
 

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Notification,
         OwnershipTransfer,
         ReasonedActionInput,
+        ReassignApprovalInput,
         ReassignmentInput,
         ReassignmentState,
         RequestContext,
@@ -343,9 +344,9 @@ class ReassignmentWorkflow:
         self._check_decision(inp)
         level = self._pending_level()
         level.status = LevelStatus.APPROVED
-        self._decide(level, inp.actor_id, inp.comment)
+        self._decide(level, inp, inp.comment)
         await self._record("APPROVED", actor_id=inp.actor_id, detail={"level": level.level},
-                           approval=self._approval_write(level))
+                           on_behalf_of=inp.on_behalf_of, approval=self._approval_write(level))
         return self._snapshot()
 
     @approve.validator
@@ -357,17 +358,40 @@ class ReassignmentWorkflow:
         self._check_decision(inp)
         level = self._pending_level()
         level.status = LevelStatus.REJECTED
-        self._decide(level, inp.actor_id, inp.reason)
+        self._decide(level, inp, inp.reason)
         self._set_stage(Stage.REJECTED)
         await self._record("REJECTED", actor_id=inp.actor_id,
                            detail={"level": level.level, "reason": inp.reason},
-                           approval=self._approval_write(level))
+                           on_behalf_of=inp.on_behalf_of, approval=self._approval_write(level))
         await self._notify_parties("REJECTED", f"The request was rejected: {inp.reason}")
         return self._snapshot()
 
     @reject.validator
     def _validate_reject(self, inp: ReasonedActionInput) -> None:
         self._check_decision(inp)
+
+    @workflow.update
+    async def reassign_approval(self, inp: ReassignApprovalInput) -> ReassignmentState:
+        self._check_reassign_approval(inp)
+        level = self._pending_level()
+        previous = level.approver_id
+        level.approver_id = inp.new_approver_id
+        # the SLA clock keeps running: HR reassigns precisely because the level is late
+        self._set_stage(Stage.PENDING_APPROVAL, deadline=level.due_at, pending=level.eligible)
+        await self._record("APPROVAL_REASSIGNED", actor_id=inp.actor_id,
+                           detail={"level": level.level, "from_approver_id": previous,
+                                   "to_approver_id": inp.new_approver_id, "reason": inp.reason},
+                           approval=self._approval_write(level))
+        await self._notify("APPROVAL_REQUESTED",
+                           f"Approval level {level.level} of request {self._state.request_id} "
+                           f"was handed to you by HR; it is due at "
+                           f"{level.due_at.isoformat() if level.due_at else 'once'}.",
+                           [inp.new_approver_id])
+        return self._snapshot()
+
+    @reassign_approval.validator
+    def _validate_reassign_approval(self, inp: ReassignApprovalInput) -> None:
+        self._check_reassign_approval(inp)
 
     @workflow.update
     async def withdraw(self, inp: ReasonedActionInput) -> ReassignmentState:
@@ -506,12 +530,14 @@ class ReassignmentWorkflow:
     def _check_decision(self, inp: ActionInput) -> None:
         self._require_stage({Stage.PENDING_APPROVAL}, "approve or reject")
         assert self._ctx is not None
-        if inp.actor_id == self._ctx.requester_id:
+        # under a delegation both the delegate and the approver they stand in for count
+        people = {inp.actor_id} | ({inp.on_behalf_of} if inp.on_behalf_of is not None else set())
+        if self._ctx.requester_id in people:
             raise _reject(ActionRejection.FOUR_EYES,
                           "the requester cannot approve or reject their own request")
         level = self._pending_level()
         for other in self._state.levels:
-            if other.decided_by == inp.actor_id:
+            if people & {other.decided_by, other.decided_for}:
                 if other is level:
                     raise _reject(ActionRejection.ALREADY_DONE,
                                   f"you already decided level {level.level}")
@@ -521,9 +547,37 @@ class ReassignmentWorkflow:
         if level.status != LevelStatus.PENDING:
             raise _reject(ActionRejection.ALREADY_DONE,
                           f"level {level.level} was already decided")
-        if inp.actor_id not in level.eligible:
+        principal = inp.on_behalf_of if inp.on_behalf_of is not None else inp.actor_id
+        if principal not in level.eligible:
             raise _reject(ActionRejection.WRONG_ACTOR,
-                          f"you are not an approver of level {level.level}")
+                          f"you are not an approver of level {level.level}"
+                          + ("" if inp.on_behalf_of is None else
+                             f", and neither is employee {inp.on_behalf_of}, whom you stand in "
+                             "for"))
+
+    def _check_reassign_approval(self, inp: ReassignApprovalInput) -> None:
+        if Role.HR not in inp.actor_roles:
+            raise _reject(ActionRejection.WRONG_ACTOR, "only HR may reassign an approval")
+        self._require_stage({Stage.PENDING_APPROVAL}, "reassign an approval")
+        assert self._ctx is not None
+        level = self._pending_level()
+        if inp.level is not None and inp.level != level.level:
+            raise _reject(ActionRejection.WRONG_STAGE,
+                          f"level {inp.level} is not the open level; level {level.level} is")
+        if level.status != LevelStatus.PENDING:
+            raise _reject(ActionRejection.ALREADY_DONE, f"level {level.level} was decided")
+        new = inp.new_approver_id
+        if new == level.approver_id:
+            raise _reject(ActionRejection.ALREADY_DONE,
+                          f"employee {new} already is the approver of level {level.level}")
+        if new in (self._ctx.requester_id, self._ctx.from_employee_id,
+                   self._ctx.to_employee_id):
+            raise _reject(ActionRejection.FOUR_EYES,
+                          "the requester and the two salespeople cannot approve this request")
+        if any(new in (other.decided_by, other.decided_for) for other in self._state.levels):
+            raise _reject(ActionRejection.FOUR_EYES,
+                          f"employee {new} already decided a level; one person approves at "
+                          "most one level")
 
     def _check_withdraw(self, inp: ReasonedActionInput) -> None:
         self._require_open("withdraw")
@@ -588,8 +642,9 @@ class ReassignmentWorkflow:
             raise _reject(ActionRejection.WRONG_STAGE, "no approval level is open")
         return self._state.levels[number - 1]
 
-    def _decide(self, level: LevelState, actor_id: int, comment: str | None) -> None:
-        level.decided_by, level.decided_at, level.comment = actor_id, workflow.now(), comment
+    def _decide(self, level: LevelState, inp: ActionInput, comment: str | None) -> None:
+        level.decided_by, level.decided_at, level.comment = inp.actor_id, workflow.now(), comment
+        level.decided_for = inp.on_behalf_of
         self._state.pending_approvers = []
         workflow.upsert_search_attributes(sa.stage_updates(
             self._state.stage.value, [], self._state.stage_deadline))
@@ -598,7 +653,7 @@ class ReassignmentWorkflow:
         return ApprovalWrite(level=level.level, role=level.role, approver_id=level.approver_id,
                              status=level.status, due_at=level.due_at,
                              escalated_to=level.escalated_to, decided_by=level.decided_by,
-                             comment=level.comment)
+                             decided_for=level.decided_for, comment=level.comment)
 
     def _set_stage(self, stage: Stage, *, deadline: datetime | None = None,
                    pending: list[int] | None = None) -> None:

@@ -22,11 +22,12 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import CurrentActor, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, permit
 from api.problems import Problem, problem_responses
 from api.security import Actor
+from api.services.scope import Scope
 from documents.seal import SealConfig, SealError, VerificationReport, verify_sealed_pdf
-from domain.stages import Role
+from domain.permissions import Action
 from models.audit import AuditEvent, append_audit_event
 from models.reassignment import ReassignmentRequest, RequestDocument
 from models.types import utcnow
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/reassignments", tags=["documents"])
 
 REPORT = "REPORT"
 EVENT_READ = "REPORT_READ"
-READ_ALL_ROLES = (Role.HR, Role.LEGAL)
+DocumentReader = Annotated[Actor, permit(Action.DOCUMENT_READ)]
 # The HTML report is self-contained (inline CSS and SVG): it needs nothing from anywhere.
 HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
@@ -62,19 +63,16 @@ def _not_found(request_id: int) -> Problem:
     return Problem(404, "report-not-found", "Report not found",
                    f"There is no personal analysis report of request {request_id} that you may "
                    "read: the request does not exist, its report has not been rendered yet, or "
-                   "you are not the affected salesperson, the requester, HR or legal.")
+                   "it is outside your data scope.")
 
 
 def _readable_request(session: Session, actor: Actor, request_id: int,
                       not_found: Callable[[int], Problem] = _not_found) -> ReassignmentRequest:
-    request = session.get(ReassignmentRequest, request_id)
-    if request is None:
-        raise not_found(request_id)
-    if actor.employee_id in (request.from_employee_id, request.requester_id):
-        return request
-    if actor.has_any(*READ_ALL_ROLES):
-        return request
-    raise not_found(request_id)
+    """The request, if its documents are in the caller's scope (api/services/scope.py)."""
+    try:
+        return Scope(session, actor).request(request_id, documents=True)
+    except Problem as exc:
+        raise not_found(request_id) from exc
 
 
 def _audit(session: Session, actor: Actor, request_id: int, detail: dict[str, Any]) -> None:
@@ -114,7 +112,7 @@ def _headers(document: RequestDocument, extension: str, **extra: str) -> dict[st
 
 @router.get("/{request_id}/report", response_model=ReportVersionsOut,
             responses=problem_responses(401, 404))
-def report_versions(request_id: int, actor: CurrentActor, session: SessionDep
+def report_versions(request_id: int, actor: DocumentReader, session: SessionDep
                     ) -> ReportVersionsOut:
     """The stored versions of the request's personal analysis report, newest first.
 
@@ -142,7 +140,7 @@ def report_versions(request_id: int, actor: CurrentActor, session: SessionDep
             responses={200: {"content": {"application/pdf": {}},
                              "description": "The report as PDF"},
                        **problem_responses(401, 404, 422)})
-def report_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+def report_pdf(request_id: int, actor: DocumentReader, session: SessionDep,
                version: Version = None) -> Response:
     """The report's PDF: the latest version, or `?version=`."""
     document = _read(session, actor, request_id, version, "pdf")
@@ -154,7 +152,7 @@ def report_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
             responses={200: {"content": {"text/html": {}},
                              "description": "The report as a standalone HTML page"},
                        **problem_responses(401, 404, 422)})
-def report_html(request_id: int, actor: CurrentActor, session: SessionDep,
+def report_html(request_id: int, actor: DocumentReader, session: SessionDep,
                 version: Version = None) -> Response:
     """The report as a standalone HTML page (readable on a phone): latest, or `?version=`."""
     document = _read(session, actor, request_id, version, "html")
@@ -239,7 +237,7 @@ def _pdf_response(document: RequestDocument, name: str) -> Response:
 
 @router.get("/{request_id}/agreement", response_model=AgreementVersionsOut,
             responses=problem_responses(401, 404))
-def agreement_versions(request_id: int, actor: CurrentActor, session: SessionDep
+def agreement_versions(request_id: int, actor: DocumentReader, session: SessionDep
                        ) -> AgreementVersionsOut:
     """The agreement's versions, newest first, each with its SHA-256 (what a signature must
     name) and, once signed, its sealed PDF. Only the newest version can be signed."""
@@ -271,7 +269,7 @@ def agreement_versions(request_id: int, actor: CurrentActor, session: SessionDep
             responses={200: {"content": {"application/pdf": {}},
                              "description": "The agreement as rendered (unsealed)"},
                        **problem_responses(401, 404, 422)})
-def agreement_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+def agreement_pdf(request_id: int, actor: DocumentReader, session: SessionDep,
                   version: Version = None) -> Response:
     """The agreement's PDF as the salesperson reads and signs it: the latest version, or
     `?version=`. Its SHA-256 is in the X-Content-SHA256 header."""
@@ -288,7 +286,7 @@ def agreement_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
                              "description": "The signed agreement with its evidence page, "
                                             "sealed (PAdES)"},
                        **problem_responses(401, 404, 422)})
-def sealed_agreement_pdf(request_id: int, actor: CurrentActor, session: SessionDep,
+def sealed_agreement_pdf(request_id: int, actor: DocumentReader, session: SessionDep,
                          version: Version = None) -> Response:
     """The signed agreement, its evidence page appended and sealed with the organisation's
     certificate (PAdES): the latest sealed version, or `?version=`."""
@@ -302,7 +300,7 @@ def sealed_agreement_pdf(request_id: int, actor: CurrentActor, session: SessionD
 
 @router.get("/{request_id}/agreement/verify", response_model=AgreementVerificationOut,
             responses=problem_responses(401, 404, 422, 503))
-def verify_agreement(request_id: int, actor: CurrentActor, session: SessionDep,
+def verify_agreement(request_id: int, actor: DocumentReader, session: SessionDep,
                      settings: SettingsDep, version: Version = None
                      ) -> AgreementVerificationOut:
     """Verify the stored sealed agreement (latest, or `?version=`): whether the seal is intact

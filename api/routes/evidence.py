@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from api.deps import CurrentActor, SessionFactoryDep, require_roles
+from api.deps import SessionFactoryDep, permit
 from api.problems import Problem, problem_responses
-from domain.stages import Role
+from api.security import Actor
+from domain.permissions import Action
 from models.audit import AuditEvent, append_audit_event
 from models.evidence import build_evidence_bundle
 from models.types import utcnow
@@ -18,12 +21,11 @@ router = APIRouter(prefix="/reassignments", tags=["evidence"])
 @router.get("/{request_id}/evidence", response_class=Response,
             responses={200: {"content": {"application/zip": {}}},
                        **problem_responses(401, 403, 404)})
-def evidence_bundle(request_id: int, actor: CurrentActor,
+def evidence_bundle(request_id: int, actor: Annotated[Actor, permit(Action.EVIDENCE_EXPORT)],
                     sessions: SessionFactoryDep) -> Response:
     """One ZIP with the policy and acknowledgement, assessment, approvals, communication log,
     appeals, report, sealed agreement and its evidence, the audit events with their hash-chain
     proof, the commission lines during protection, and a manifest of SHA-256 hashes."""
-    require_roles(actor, Role.HR, Role.LEGAL, action="export a case's evidence")
     with sessions() as session:
         try:
             data, manifest = build_evidence_bundle(session, request_id)

@@ -8,8 +8,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import OptionalTemporalClientDep, SessionFactoryDep
+from api.deps import OptionalTemporalClientDep, SessionFactoryDep, public
 from api.schemas import HealthOut
+from domain.permissions import Action
 from models.db import SessionFactory
 
 router = APIRouter(tags=["health"])
@@ -24,7 +25,7 @@ def _db_ok(sessions: SessionFactory) -> bool:
         return False
 
 
-@router.get("/health", response_model=HealthOut)
+@router.get("/health", response_model=HealthOut, dependencies=[public(Action.HEALTH)])
 async def health(response: Response, sessions: SessionFactoryDep,
                  client: OptionalTemporalClientDep) -> HealthOut:
     """200 while the database answers (Temporal down is "degraded"), 503 when it does not."""

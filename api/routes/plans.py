@@ -6,17 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentActor, SessionDep, SessionFactoryDep, require_roles
+from api.deps import SessionDep, SessionFactoryDep, permit
 from api.problems import FieldError, Problem, problem_responses
 from api.schemas_orders import PlanCreatedOut, PlanIn, PlanOut, PlanPage
-from domain.stages import Role
+from api.security import Actor
+from api.services.scope import Scope
+from domain.permissions import Action
 from models.commission import CommissionPlan
 from models.plans import PlanError, create_plan, list_plans
 
 router = APIRouter(prefix="/commission-plans", tags=["commission plans"])
 
-MANAGE_ROLES = (Role.HR, Role.ADMIN)
-READ_ALL_ROLES = (Role.HR, Role.FINANCE, Role.ADMIN)
+PlanManager = Annotated[Actor, permit(Action.PLANS_MANAGE)]
+PlanReader = Annotated[Actor, permit(Action.PLANS_READ)]
 
 
 def _out(plan: CommissionPlan) -> PlanOut:
@@ -29,14 +31,13 @@ def _out(plan: CommissionPlan) -> PlanOut:
 
 @router.post("", response_model=PlanCreatedOut, status_code=201,
              responses=problem_responses(401, 403, 409, 422))
-def post_plan(body: PlanIn, actor: CurrentActor, sessions: SessionFactoryDep) -> PlanCreatedOut:
+def post_plan(body: PlanIn, actor: PlanManager, sessions: SessionFactoryDep) -> PlanCreatedOut:
     """Add a plan from `effective_from` on; the plan open at that time ends there.
 
     A plan must start after the start of the employee's latest plan (409 otherwise): plans are
     appended, history is not rewritten. Commission from `effective_from` on is recomputed in
     the same transaction.
     """
-    require_roles(actor, *MANAGE_ROLES, action="manage commission plans")
     try:
         with sessions() as session:
             created = create_plan(session, employee_id=body.employee_id,
@@ -58,14 +59,14 @@ def post_plan(body: PlanIn, actor: CurrentActor, sessions: SessionFactoryDep) ->
 
 @router.get("", response_model=PlanPage, responses=problem_responses(401, 403, 422))
 def get_plans(
-    actor: CurrentActor,
+    actor: PlanReader,
     session: SessionDep,
     employee_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> PlanPage:
     """Plans, newest start first. HR, finance and admin see all; anyone else their own."""
-    if not actor.has_any(*READ_ALL_ROLES):
+    if Scope(session, actor).plan_employees() is not None:
         if employee_id is not None and employee_id != actor.employee_id:
             raise Problem(403, "forbidden-scope", "Not your plans",
                           "You may see only your own commission plans; leave employee_id out "

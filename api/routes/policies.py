@@ -14,18 +14,19 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from api.deps import CurrentActor, SessionDep, SessionFactoryDep, require_roles
+from api.deps import SessionDep, SessionFactoryDep, permit
 from api.problems import FieldError, Problem, problem_responses, validation_errors
 from api.security import Actor
+from api.services.scope import Scope
+from domain.permissions import Action
 from domain.policy import PolicyRules
-from domain.stages import Role
 from models.db import SessionFactory
 from models.policies import (
     PolicyError,
@@ -43,8 +44,6 @@ from models.policies import (
 )
 from models.policy import PolicyStatus, PolicyVersion
 
-MANAGE_ROLES = (Role.HR,)
-SEE_DRAFTS_ROLES = (Role.HR, Role.LEGAL, Role.ADMIN)
 RETRIES = 3  # concurrent first writes of one key: the loser retries and sees the winner
 
 T = TypeVar("T")
@@ -202,13 +201,9 @@ class _PolicyRoute(APIRoute):
 router = APIRouter(prefix="/policies", tags=["policies"], route_class=_PolicyRoute)
 
 
-def _hr(actor: CurrentActor) -> Actor:
-    """The caller, who must be HR; checked before the body, so 403 comes before 422."""
-    require_roles(actor, *MANAGE_ROLES, action="draft or publish a policy")
-    return actor
-
-
-HrActor = Annotated[Actor, Depends(_hr)]
+# checked before the body, so 403 comes before 422
+HrActor = Annotated[Actor, permit(Action.POLICY_MANAGE)]
+PolicyReader = Annotated[Actor, permit(Action.POLICY_READ)]
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -247,7 +242,7 @@ def _visible(session: Session, actor: Actor, policy_id: int) -> PolicyVersion:
         policy = get_version(session, policy_id)
     except PolicyError as exc:
         raise _problem(exc) from exc
-    if policy.status == PolicyStatus.DRAFT and not actor.has_any(*SEE_DRAFTS_ROLES):
+    if policy.status == PolicyStatus.DRAFT and Scope(session, actor).policies() is not None:
         raise _not_found_message(f"There is no policy version {policy_id} that you may see.")
     return policy
 
@@ -299,7 +294,9 @@ def post_publish(policy_id: int, actor: HrActor, sessions: SessionFactoryDep) ->
 @router.post("/{policy_id}/acknowledge", response_model=AcknowledgementOut,
              responses={**problem_responses(401, 404, 409),
                         201: {"description": "acknowledged now", "model": AcknowledgementOut}})
-def post_acknowledge(policy_id: int, actor: CurrentActor, sessions: SessionFactoryDep,
+def post_acknowledge(policy_id: int,
+                     actor: Annotated[Actor, permit(Action.POLICY_ACKNOWLEDGE)],
+                     sessions: SessionFactoryDep,
                      response: Response) -> AcknowledgementOut:
     """The caller acknowledges that they read this published version (201).
 
@@ -316,7 +313,7 @@ def post_acknowledge(policy_id: int, actor: CurrentActor, sessions: SessionFacto
 
 @router.get("", response_model=PolicyPage, responses=problem_responses(401, 403, 422))
 def get_policies(
-    actor: CurrentActor,
+    actor: PolicyReader,
     session: SessionDep,
     name: Annotated[str | None, Query(max_length=100)] = None,
     status: PolicyStatus | None = None,
@@ -328,9 +325,11 @@ def get_policies(
     Drafts are listed for HR, legal and admin only; asking for status=DRAFT without one of
     those roles is 403.
     """
-    may_see_drafts = actor.has_any(*SEE_DRAFTS_ROLES)
+    may_see_drafts = Scope(session, actor).policies() is None
     if status == PolicyStatus.DRAFT and not may_see_drafts:
-        require_roles(actor, *SEE_DRAFTS_ROLES, action="see draft policies")
+        raise Problem(403, "forbidden-role", "Role required",
+                      "Draft policies are listed for HR, legal and admin only; leave out "
+                      "status=DRAFT to see the published versions.")
     items, total = list_versions(session, include_drafts=may_see_drafts, name=name,
                                  status=status, limit=limit, offset=offset)
     acked = acknowledged_at(session, actor.employee_id,
@@ -340,7 +339,7 @@ def get_policies(
 
 
 @router.get("/{policy_id}", response_model=PolicyOut, responses=problem_responses(401, 404))
-def get_policy(policy_id: int, actor: CurrentActor, session: SessionDep) -> PolicyOut:
+def get_policy(policy_id: int, actor: PolicyReader, session: SessionDep) -> PolicyOut:
     """One version: its rules, in JSON and in plain English, and whether the caller
     acknowledged it. Drafts: HR, legal and admin only (404 for anyone else)."""
     policy = _visible(session, actor, policy_id)
@@ -349,11 +348,10 @@ def get_policy(policy_id: int, actor: CurrentActor, session: SessionDep) -> Poli
 
 @router.get("/{policy_id}/acknowledgements", response_model=AcknowledgementsOut,
             responses=problem_responses(401, 403, 404))
-def get_acknowledgements(policy_id: int, actor: CurrentActor,
+def get_acknowledgements(policy_id: int, actor: HrActor,
                          session: SessionDep) -> AcknowledgementsOut:
     """Who acknowledged this version and when, and `pending`: the active salespeople (sales
     role, still employed) who have not yet (HR)."""
-    require_roles(actor, *MANAGE_ROLES, action="see who acknowledged a policy")
     try:
         overview = acknowledgement_overview(session, policy_id)
     except PolicyError as exc:

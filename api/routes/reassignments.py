@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError
 
 from api.deps import (
-    CurrentActor,
     OptionalTemporalClientDep,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
+    permit,
 )
-from api.problems import Problem, problem_responses, temporal_unavailable_problem, validation_errors
+from api.problems import (
+    FieldError,
+    Problem,
+    problem_responses,
+    temporal_unavailable_problem,
+    validation_errors,
+)
 from api.routes.signing import reauthenticate
 from api.schemas import (
     ApproveIn,
     AuditList,
     PreviewOut,
     ReasonIn,
+    ReassignApprovalIn,
     RequestDetail,
     RequestOut,
     RequestPage,
@@ -33,20 +42,39 @@ from api.schemas import (
 )
 from api.security import Actor
 from api.services import reassignments as service
+from api.services.scope import Scope, org_today
 from api.services.workflow_calls import closed_problem, execute_action, live_state
+from domain.permissions import Action
 from domain.stages import Stage
 from domain.workflow_dto import (
     ActionInput,
+    LevelStatus,
     ReasonedActionInput,
+    ReassignApprovalInput,
     ReassignmentState,
     ResolveAppealInput,
     SignInput,
 )
 from models.db import SessionFactory
+from models.org import Employee, EmploymentStatus
+from models.reassignment import ApprovalStep
+from settings import Settings
 
 router = APIRouter(prefix="/reassignments", tags=["reassignments"])
 
 MAX_KEY_LENGTH = 200  # the column's width
+
+# the caller, once the permission table allows the action (domain/permissions.py)
+RequestAppealActor = Annotated[Actor, permit(Action.REQUEST_APPEAL)]
+RequestAuditReadActor = Annotated[Actor, permit(Action.REQUEST_AUDIT_READ)]
+RequestCancelActor = Annotated[Actor, permit(Action.REQUEST_CANCEL)]
+RequestDecideActor = Annotated[Actor, permit(Action.REQUEST_DECIDE)]
+RequestReadActor = Annotated[Actor, permit(Action.REQUEST_READ)]
+RequestReassignApprovalActor = Annotated[Actor, permit(Action.REQUEST_REASSIGN_APPROVAL)]
+RequestResolveAppealActor = Annotated[Actor, permit(Action.REQUEST_RESOLVE_APPEAL)]
+RequestSignActor = Annotated[Actor, permit(Action.REQUEST_SIGN)]
+RequestSubmitActor = Annotated[Actor, permit(Action.REQUEST_SUBMIT)]
+RequestWithdrawActor = Annotated[Actor, permit(Action.REQUEST_WITHDRAW)]
 
 
 def _check_key(key: str | None) -> str:
@@ -73,7 +101,7 @@ async def submit(
     body: SubmitIn,
     request: Request,
     response: Response,
-    actor: CurrentActor,
+    actor: RequestSubmitActor,
     sessions: SessionFactoryDep,
     settings: SettingsDep,
     client: OptionalTemporalClientDep,
@@ -104,7 +132,7 @@ async def submit(
 
 
 @router.post("/preview", response_model=PreviewOut, responses=problem_responses(401, 403, 409, 422))
-def preview(body: SubmitIn, actor: CurrentActor, sessions: SessionFactoryDep) -> PreviewOut:
+def preview(body: SubmitIn, actor: RequestSubmitActor, sessions: SessionFactoryDep) -> PreviewOut:
     """The customers' value, the salesperson's projected loss and the compensation options,
     exactly as a submit would store them. Nothing is written."""
     policy_id, terms, assessment = service.preview_request(sessions, actor, body)
@@ -113,7 +141,7 @@ def preview(body: SubmitIn, actor: CurrentActor, sessions: SessionFactoryDep) ->
 
 @router.get("", response_model=RequestPage, responses=problem_responses(401, 422))
 def list_requests(
-    actor: CurrentActor,
+    actor: RequestReadActor,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -127,17 +155,17 @@ def list_requests(
     filters = service.RequestFilters(stage=stage, from_employee_id=from_employee_id,
                                      to_employee_id=to_employee_id, customer_id=customer_id,
                                      requester_id=requester_id)
-    return service.list_requests(session, actor, filters, limit, offset)
+    return service.list_requests(session, Scope(session, actor), filters, limit, offset)
 
 
 def _detail(sessions: SessionFactory, actor: Actor, request_id: int) -> service.DetailRecord:
     with sessions() as session:
-        return service.detail_record(session, actor, request_id)
+        return service.detail_record(Scope(session, actor), request_id)
 
 
 @router.get("/{request_id}", name="get_request", response_model=RequestDetail,
             responses=problem_responses(401, 404))
-async def get_request(request_id: int, actor: CurrentActor, sessions: SessionFactoryDep,
+async def get_request(request_id: int, actor: RequestReadActor, sessions: SessionFactoryDep,
                       client: OptionalTemporalClientDep) -> RequestDetail:
     """The stored record, plus `live`: the workflow's own state, when Temporal answers."""
     record = await run_in_threadpool(_detail, sessions, actor, request_id)
@@ -152,10 +180,10 @@ async def get_request(request_id: int, actor: CurrentActor, sessions: SessionFac
 
 @router.get("/{request_id}/audit", response_model=AuditList,
             responses=problem_responses(401, 404))
-def get_audit(request_id: int, actor: CurrentActor, session: SessionDep) -> AuditList:
+def get_audit(request_id: int, actor: RequestAuditReadActor, session: SessionDep) -> AuditList:
     """The request's audit events, in chain order."""
     return AuditList(request_id=request_id,
-                     items=service.audit_events(session, actor, request_id))
+                     items=service.audit_events(Scope(session, actor), request_id))
 
 
 # --- actions ---------------------------------------------------------------------------------
@@ -163,101 +191,122 @@ def get_audit(request_id: int, actor: CurrentActor, session: SessionDep) -> Audi
 ACTION_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503, 504)
 
 
-def _workflow_of(sessions: SessionFactory, request_id: int) -> tuple[str | None, Stage]:
+@dataclass(frozen=True)
+class _Target:
+    workflow_id: str | None
+    stage: Stage
+    on_behalf_of: int | None = None
+
+
+def _target(sessions: SessionFactory, settings: Settings, actor: Actor, request_id: int, *,
+            decision: bool) -> _Target:
+    """The request's workflow, 404 when out of scope; for a decision, the approver the actor
+    stands in for when they are not an approver of the open level themselves."""
     with sessions() as session:
-        request = service.get_existing(session, request_id)
-        return request.workflow_id, Stage(request.stage)
+        scope = Scope(session, actor, org_today(settings.org_timezone))
+        request = scope.request(request_id)
+        on_behalf_of = None
+        if decision and scope.delegators:
+            step = session.exec(select(ApprovalStep).where(
+                ApprovalStep.request_id == request_id,
+                ApprovalStep.status == LevelStatus.PENDING.value)).first()
+            if step is not None:
+                eligible = [step.approver_id, *(step.escalated_to or [])]
+                if actor.employee_id not in eligible:
+                    on_behalf_of = next((e for e in eligible if e in scope.delegators), None)
+        return _Target(request.workflow_id, Stage(request.stage), on_behalf_of)
 
 
 async def _act(
-    request_id: int, sessions: SessionFactory, client: OptionalTemporalClientDep, update: str,
-    build: Callable[[], ActionInput],
+    request_id: int, actor: Actor, sessions: SessionFactory, settings: Settings,
+    client: OptionalTemporalClientDep, update: str, build: Callable[[dict[str, Any]], ActionInput],
+    *, decision: bool = False,
 ) -> ReassignmentState:
-    """Shared path of every action: 404, build the input (actor from the token), Update."""
-    workflow_id, stage = await run_in_threadpool(_workflow_of, sessions, request_id)
-    if workflow_id is None:
-        raise closed_problem(request_id, stage)
+    """Shared path of every action: 404 out of scope, build the input (actor from the token,
+    plus `on_behalf_of` under a delegation), then the workflow Update."""
+    target = await run_in_threadpool(_target, sessions, settings, actor, request_id,
+                                     decision=decision)
+    if target.workflow_id is None:
+        raise closed_problem(request_id, target.stage)
+    who = {"actor_id": actor.employee_id, "actor_roles": sorted(actor.roles),
+           "on_behalf_of": target.on_behalf_of}
     try:
-        arg = build()
+        arg = build(who)
     except ValidationError as exc:
         raise Problem(422, "validation-failed", "The action is not valid",
                       "Fix the fields listed in `errors` and send the action again.",
                       errors=validation_errors(exc.errors())) from exc
     if client is None:
         raise temporal_unavailable_problem()
-    return await execute_action(client, request_id=request_id, workflow_id=workflow_id,
-                                stage=stage, update=update, arg=arg)
-
-
-def _who(actor: Actor) -> dict[str, Any]:
-    return {"actor_id": actor.employee_id, "actor_roles": sorted(actor.roles)}
+    return await execute_action(client, request_id=request_id, workflow_id=target.workflow_id,
+                                stage=target.stage, update=update, arg=arg)
 
 
 @router.post("/{request_id}/approve", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def approve(request_id: int, body: ApproveIn, actor: CurrentActor,
-                  sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                  ) -> ReassignmentState:
+async def approve(request_id: int, body: ApproveIn, actor: RequestDecideActor,
+                  sessions: SessionFactoryDep, settings: SettingsDep,
+                  client: OptionalTemporalClientDep) -> ReassignmentState:
     """Approve the level you are the (or an escalation) approver of."""
-    return await _act(request_id, sessions, client, "approve",
-                      lambda: ActionInput(**_who(actor), comment=body.comment))
+    return await _act(request_id, actor, sessions, settings, client, "approve",
+                      lambda who: ActionInput(**who, comment=body.comment), decision=True)
 
 
 @router.post("/{request_id}/reject", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def reject(request_id: int, body: ReasonIn, actor: CurrentActor,
-                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                 ) -> ReassignmentState:
+async def reject(request_id: int, body: ReasonIn, actor: RequestDecideActor,
+                 sessions: SessionFactoryDep, settings: SettingsDep,
+                 client: OptionalTemporalClientDep) -> ReassignmentState:
     """Reject at your approval level; the request ends REJECTED."""
-    return await _act(request_id, sessions, client, "reject",
-                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+    return await _act(request_id, actor, sessions, settings, client, "reject",
+                      lambda who: ReasonedActionInput(**who, reason=body.reason), decision=True)
 
 
 @router.post("/{request_id}/withdraw", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def withdraw(request_id: int, body: ReasonIn, actor: CurrentActor,
-                   sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                   ) -> ReassignmentState:
+async def withdraw(request_id: int, body: ReasonIn, actor: RequestWithdrawActor,
+                   sessions: SessionFactoryDep, settings: SettingsDep,
+                   client: OptionalTemporalClientDep) -> ReassignmentState:
     """The requester takes the request back (before it takes effect)."""
-    return await _act(request_id, sessions, client, "withdraw",
-                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+    return await _act(request_id, actor, sessions, settings, client, "withdraw",
+                      lambda who: ReasonedActionInput(**who, reason=body.reason))
 
 
 @router.post("/{request_id}/cancel", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def cancel(request_id: int, body: ReasonIn, actor: CurrentActor,
-                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                 ) -> ReassignmentState:
+async def cancel(request_id: int, body: ReasonIn, actor: RequestCancelActor,
+                 sessions: SessionFactoryDep, settings: SettingsDep,
+                 client: OptionalTemporalClientDep) -> ReassignmentState:
     """HR (or another authorised role) stops the request before it takes effect."""
-    return await _act(request_id, sessions, client, "cancel",
-                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+    return await _act(request_id, actor, sessions, settings, client, "cancel",
+                      lambda who: ReasonedActionInput(**who, reason=body.reason))
 
 
 @router.post("/{request_id}/appeal", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def appeal(request_id: int, body: ReasonIn, actor: CurrentActor,
-                 sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                 ) -> ReassignmentState:
+async def appeal(request_id: int, body: ReasonIn, actor: RequestAppealActor,
+                 sessions: SessionFactoryDep, settings: SettingsDep,
+                 client: OptionalTemporalClientDep) -> ReassignmentState:
     """The affected salesperson appeals during the communication window."""
-    return await _act(request_id, sessions, client, "appeal",
-                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+    return await _act(request_id, actor, sessions, settings, client, "appeal",
+                      lambda who: ReasonedActionInput(**who, reason=body.reason))
 
 
 @router.post("/{request_id}/resolve-appeal", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def resolve_appeal(request_id: int, body: ResolveAppealIn, actor: CurrentActor,
-                         sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                         ) -> ReassignmentState:
+async def resolve_appeal(request_id: int, body: ResolveAppealIn, actor: RequestResolveAppealActor,
+                         sessions: SessionFactoryDep, settings: SettingsDep,
+                         client: OptionalTemporalClientDep) -> ReassignmentState:
     """HR upholds the request, amends its terms, or cancels it."""
-    return await _act(request_id, sessions, client, "resolve_appeal",
-                      lambda: ResolveAppealInput(**_who(actor), outcome=body.outcome,
+    return await _act(request_id, actor, sessions, settings, client, "resolve_appeal",
+                      lambda who: ResolveAppealInput(**who, outcome=body.outcome,
                                                  amended_terms=body.amended_terms,
                                                  comment=body.comment))
 
 
 @router.post("/{request_id}/sign", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def sign(request_id: int, body: SignIn, http: Request, actor: CurrentActor,
+async def sign(request_id: int, body: SignIn, http: Request, actor: RequestSignActor,
                sessions: SessionFactoryDep, settings: SettingsDep,
                client: OptionalTemporalClientDep) -> ReassignmentState:
     """The affected salesperson signs one agreement version, after re-authenticating by a
@@ -266,8 +315,8 @@ async def sign(request_id: int, body: SignIn, http: Request, actor: CurrentActor
     ip = http.client.host if http.client else None
     user_agent = (http.headers.get("user-agent") or "")[:500] or None
     reauth = await reauthenticate(request_id, body, actor, sessions, settings, client)
-    return await _act(request_id, sessions, client, "sign",
-                      lambda: SignInput(**_who(actor), typed_name=body.typed_name,
+    return await _act(request_id, actor, sessions, settings, client, "sign",
+                      lambda who: SignInput(**who, typed_name=body.typed_name,
                                         document_hash=body.document_sha256, method=reauth.method,
                                         credential_id=reauth.credential_id,
                                         ip=ip, user_agent=user_agent))
@@ -275,9 +324,36 @@ async def sign(request_id: int, body: SignIn, http: Request, actor: CurrentActor
 
 @router.post("/{request_id}/decline", response_model=ReassignmentState,
              responses=ACTION_RESPONSES)
-async def decline(request_id: int, body: ReasonIn, actor: CurrentActor,
-                  sessions: SessionFactoryDep, client: OptionalTemporalClientDep
-                  ) -> ReassignmentState:
+async def decline(request_id: int, body: ReasonIn, actor: RequestSignActor,
+                  sessions: SessionFactoryDep, settings: SettingsDep,
+                  client: OptionalTemporalClientDep) -> ReassignmentState:
     """The affected salesperson declines; ownership does not move."""
-    return await _act(request_id, sessions, client, "decline",
-                      lambda: ReasonedActionInput(**_who(actor), reason=body.reason))
+    return await _act(request_id, actor, sessions, settings, client, "decline",
+                      lambda who: ReasonedActionInput(**who, reason=body.reason))
+
+
+def _check_new_approver(sessions: SessionFactory, employee_id: int) -> None:
+    with sessions() as session:
+        employee = session.get(Employee, employee_id)
+        if employee is None or employee.status != EmploymentStatus.EMPLOYED:
+            raise Problem(422, "approver-unknown", "No such approver",
+                          f"Employee {employee_id} does not exist or has left; choose an "
+                          "employed colleague as the new approver.",
+                          errors=[FieldError(field="new_approver_id", code="unknown",
+                                             message="not an employed employee",
+                                             location="body")])
+
+
+@router.post("/{request_id}/reassign-approval", response_model=ReassignmentState,
+             responses=ACTION_RESPONSES)
+async def reassign_approval(
+    request_id: int, body: ReassignApprovalIn,
+    actor: RequestReassignApprovalActor,
+    sessions: SessionFactoryDep, settings: SettingsDep, client: OptionalTemporalClientDep,
+) -> ReassignmentState:
+    """HR hands the open approval level to another approver (e.g. the approver is away).
+    The SLA clock keeps running; the new approver is notified."""
+    await run_in_threadpool(_check_new_approver, sessions, body.new_approver_id)
+    return await _act(request_id, actor, sessions, settings, client, "reassign_approval",
+                      lambda who: ReassignApprovalInput(**who, new_approver_id=body.new_approver_id,
+                                                        level=body.level, reason=body.reason))

@@ -10,15 +10,17 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlmodel import col, func, select
 
-from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalClientDep, require_roles
+from api.deps import SessionDep, SettingsDep, TemporalClientDep, permit
 from api.problems import problem_responses
-from domain.stages import Role
+from api.security import Actor
+from domain.permissions import Action
 from domain.workflow_dto import SettlementInput
 from models.commission import SettlementRun
 
 router = APIRouter(prefix="/settlements", tags=["commission settlement"])
 
-SETTLE_ROLES = (Role.HR, Role.FINANCE)
+SettlementRunner = Annotated[Actor, permit(Action.SETTLEMENT_RUN)]
+SettlementReader = Annotated[Actor, permit(Action.SETTLEMENT_READ)]
 
 
 class SettlementStartIn(BaseModel):
@@ -56,11 +58,10 @@ class SettlementRunPage(BaseModel):
 
 @router.post("", response_model=SettlementStartedOut, status_code=202,
              responses=problem_responses(401, 403, 503))
-async def start_settlement(body: SettlementStartIn, actor: CurrentActor,
+async def start_settlement(body: SettlementStartIn, actor: SettlementRunner,
                            client: TemporalClientDep,
                            settings: SettingsDep) -> SettlementStartedOut:
     """Run the monthly settlement now. Watch it in the Temporal UI under the returned id."""
-    require_roles(actor, *SETTLE_ROLES, action="run a commission settlement")
     workflow_id = f"settlement-manual-{uuid.uuid4().hex[:12]}"
     await client.start_workflow(
         "CommissionSettlementWorkflow",
@@ -71,10 +72,9 @@ async def start_settlement(body: SettlementStartIn, actor: CurrentActor,
 
 
 @router.get("", response_model=SettlementRunPage, responses=problem_responses(401, 403))
-def list_settlements(actor: CurrentActor, session: SessionDep,
+def list_settlements(actor: SettlementReader, session: SessionDep,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50,
                      offset: Annotated[int, Query(ge=0)] = 0) -> SettlementRunPage:
-    require_roles(actor, *SETTLE_ROLES, Role.ADMIN, action="read settlement runs")
     total = session.exec(select(func.count()).select_from(SettlementRun)).one()
     runs = session.exec(select(SettlementRun).order_by(col(SettlementRun.id).desc())
                         .offset(offset).limit(limit)).all()

@@ -15,17 +15,18 @@ The logic lives in models.signing_service; this module maps its refusals to prob
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentActor, OptionalTemporalClientDep, SessionFactoryDep, SettingsDep
+from api.deps import OptionalTemporalClientDep, SessionFactoryDep, SettingsDep, permit
 from api.problems import FieldError, Problem, problem_responses, temporal_unavailable_problem
 from api.schemas import SignIn
 from api.security import Actor
 from api.services.workflow_calls import closed_problem, live_state
+from domain.permissions import Action
 from domain.workflow_dto import ActionRejection
 from models import signing_service as service
 from models.db import SessionFactory
@@ -33,6 +34,9 @@ from models.signing_service import Reauth, Signer, SigningConfig, SigningError
 from settings import Settings
 
 router = APIRouter(tags=["signing"])
+
+SigningActor = Annotated[Actor, permit(Action.REQUEST_SIGN)]
+PasskeyOwner = Annotated[Actor, permit(Action.OWN_PASSKEYS)]
 
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
@@ -124,7 +128,7 @@ async def _refuse_stale(client: Any, signer: Signer, document_sha256: str) -> No
 
 @router.post("/reassignments/{request_id}/sign/otp", response_model=CodeSentOut,
              status_code=202, responses=problem_responses(401, 403, 404, 409, 422, 429))
-async def send_code(request_id: int, body: DocumentIn, actor: CurrentActor,
+async def send_code(request_id: int, body: DocumentIn, actor: SigningActor,
                     sessions: SessionFactoryDep, settings: SettingsDep,
                     client: OptionalTemporalClientDep) -> CodeSentOut:
     """Send the affected salesperson a one-time code for this agreement version.
@@ -149,7 +153,7 @@ async def send_code(request_id: int, body: DocumentIn, actor: CurrentActor,
 
 @router.post("/reassignments/{request_id}/sign/passkey/options",
              responses=problem_responses(401, 403, 404, 409, 422))
-async def passkey_sign_options(request_id: int, body: DocumentIn, actor: CurrentActor,
+async def passkey_sign_options(request_id: int, body: DocumentIn, actor: SigningActor,
                                sessions: SessionFactoryDep, settings: SettingsDep,
                                client: OptionalTemporalClientDep) -> dict[str, Any]:
     """PublicKeyCredentialRequestOptions for navigator.credentials.get().
@@ -168,7 +172,7 @@ async def passkey_sign_options(request_id: int, body: DocumentIn, actor: Current
 
 
 @router.post("/me/passkeys/register/options", responses=problem_responses(401))
-async def passkey_register_options(actor: CurrentActor, sessions: SessionFactoryDep,
+async def passkey_register_options(actor: PasskeyOwner, sessions: SessionFactoryDep,
                                    settings: SettingsDep) -> dict[str, Any]:
     """PublicKeyCredentialCreationOptions for navigator.credentials.create()."""
     options: dict[str, Any] = await _call(sessions, service.registration_options,
@@ -179,7 +183,7 @@ async def passkey_register_options(actor: CurrentActor, sessions: SessionFactory
 
 @router.post("/me/passkeys/register/verify", response_model=PasskeyOut, status_code=201,
              responses=problem_responses(401, 409, 422))
-async def passkey_register_verify(body: RegisterVerifyIn, actor: CurrentActor,
+async def passkey_register_verify(body: RegisterVerifyIn, actor: PasskeyOwner,
                                   sessions: SessionFactoryDep, settings: SettingsDep
                                   ) -> PasskeyOut:
     """Verify the new credential against the stored challenge and keep it."""
@@ -189,7 +193,7 @@ async def passkey_register_verify(body: RegisterVerifyIn, actor: CurrentActor,
 
 
 @router.get("/me/passkeys", response_model=PasskeyList, responses=problem_responses(401))
-async def my_passkeys(actor: CurrentActor, sessions: SessionFactoryDep) -> PasskeyList:
+async def my_passkeys(actor: PasskeyOwner, sessions: SessionFactoryDep) -> PasskeyList:
     views = await _call(sessions, service.list_passkeys, actor.employee_id)
     return PasskeyList(items=[PasskeyOut.model_validate(v, from_attributes=True)
                               for v in views])
@@ -197,7 +201,7 @@ async def my_passkeys(actor: CurrentActor, sessions: SessionFactoryDep) -> Passk
 
 @router.delete("/me/passkeys/{passkey_id}", status_code=204,
                responses=problem_responses(401, 404))
-async def delete_my_passkey(passkey_id: int, actor: CurrentActor,
+async def delete_my_passkey(passkey_id: int, actor: PasskeyOwner,
                             sessions: SessionFactoryDep) -> Response:
     await _call(sessions, service.delete_passkey, actor.employee_id, passkey_id)
     return Response(status_code=204)

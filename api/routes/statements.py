@@ -1,6 +1,6 @@
 """Commission statements: list, detail, CSV of one statement, and the payroll export.
 
-Who sees whose statements (DESIGN.md, "Security"), decided in one place, `statement_scope`:
+Who sees whose statements (DESIGN.md, "Security"), decided in one place, api/services/scope.py:
 a salesperson their own; a manager or director their org-unit subtree's employees; HR and
 finance everyone. Admin has no statement access of its own: only with the finance role too.
 Everyone else sees their own. A statement outside the caller's scope answers 404, exactly as
@@ -22,17 +22,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from api.deps import CurrentActor, SessionFactoryDep
+from api.deps import SessionFactoryDep, permit
 from api.problems import Problem, problem_responses
 from api.security import Actor
-from api.services.scope import unit_subtree
-from domain.stages import Role
+from api.services.scope import Scope
+from domain.permissions import Action
 from models.audit import AuditEvent, append_audit_event
 from models.commission import StatementStatus
 from models.db import SessionFactory
-from models.org import Employee
 from models.statements import (
     PERIOD_PATTERN,
     EmployeeScope,
@@ -48,8 +47,8 @@ router = APIRouter(prefix="/statements", tags=["statements"])
 
 EVENT_READ = "STATEMENT_READ"
 EVENT_EXPORTED = "STATEMENT_EXPORTED"
-SEE_ALL_ROLES = (Role.HR, Role.FINANCE)
-TEAM_ROLES = (Role.MANAGER, Role.DIRECTOR)
+StatementReader = Annotated[Actor, permit(Action.STATEMENTS_READ)]
+PayrollExporter = Annotated[Actor, permit(Action.STATEMENTS_EXPORT)]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 BOM = "\ufeff"  # so that Excel reads the file as UTF-8 (Chinese names)
 
@@ -64,15 +63,9 @@ CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def statement_scope(session: Session, actor: Actor) -> EmployeeScope:
-    """Whose statements `actor` may read: None (everyone) or a SELECT/list of employee ids."""
-    if actor.has_any(*SEE_ALL_ROLES):
-        return None
-    if actor.has_any(*TEAM_ROLES):
-        me = session.get(Employee, actor.employee_id)
-        if me is not None:
-            units = unit_subtree(session, me.org_unit_id)
-            return select(Employee.id).where(col(Employee.org_unit_id).in_(units))
-    return [actor.employee_id]
+    """Whose statements `actor` may read (api/services/scope.py): None means everyone."""
+    allowed = Scope(session, actor).statement_employees()
+    return None if allowed is None else sorted(allowed)
 
 
 def _not_found(employee_id: int, period: str) -> Problem:
@@ -220,7 +213,7 @@ def _statement_csv(detail: StatementDetail) -> bytes:
 
 @router.get("", response_model=StatementPage, responses=problem_responses(401, 422))
 def get_statements(
-    actor: CurrentActor,
+    actor: StatementReader,
     sessions: SessionFactoryDep,
     employee_id: int | None = None,
     period: Annotated[str | None, Query(pattern=PERIOD_PATTERN,
@@ -242,7 +235,7 @@ def get_statements(
 @router.get("/export.csv", response_class=Response,
             responses={**CSV_RESPONSES, **problem_responses(401, 422)})
 def export_statements(
-    actor: CurrentActor,
+    actor: PayrollExporter,
     sessions: SessionFactoryDep,
     period: Annotated[str, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")],
 ) -> Response:
@@ -277,7 +270,7 @@ def _read(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
 # registered before the JSON route: "{period}" alone would also match "2026-03.csv"
 @router.get("/{employee_id}/{period}.csv", response_class=Response,
             responses={**CSV_RESPONSES, **problem_responses(401, 404, 422)})
-def get_statement_csv(employee_id: int, period: Period, actor: CurrentActor,
+def get_statement_csv(employee_id: int, period: Period, actor: StatementReader,
                       sessions: SessionFactoryDep) -> Response:
     """The statement's lines as CSV, with a header row and a final TOTAL row."""
     detail = _read(sessions, actor, employee_id, period, "csv")
@@ -287,7 +280,7 @@ def get_statement_csv(employee_id: int, period: Period, actor: CurrentActor,
 
 @router.get("/{employee_id}/{period}", response_model=StatementDetailOut,
             responses=problem_responses(401, 404, 422))
-def get_statement(employee_id: int, period: Period, actor: CurrentActor,
+def get_statement(employee_id: int, period: Period, actor: StatementReader,
                   sessions: SessionFactoryDep) -> StatementDetailOut:
     """One employee's statement for one month: totals by customer and by rule, and every
     line ordered by customer then order. Adjustments of closed months carry the order and

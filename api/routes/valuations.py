@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlmodel import col, func, select
 
-from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalClientDep, require_roles
+from api.deps import SessionDep, SettingsDep, TemporalClientDep, permit
 from api.problems import problem_responses
-from domain.stages import Role
+from api.security import Actor
+from domain.permissions import Action
 from domain.valuation import ValuationRefreshInput
 from models.valuation import ValuationRun
 
@@ -51,10 +52,11 @@ class ValuationRunPage(BaseModel):
 
 @router.post("", response_model=ValuationStartedOut, status_code=202,
              responses=problem_responses(401, 403, 422, 503))
-async def start_valuation(body: ValuationStartIn, actor: CurrentActor, client: TemporalClientDep,
+async def start_valuation(body: ValuationStartIn,
+                          actor: Annotated[Actor, permit(Action.VALUATION_RUN)],
+                          client: TemporalClientDep,
                           settings: SettingsDep) -> ValuationStartedOut:
     """Refresh every customer's valuation now. Requests already running keep their figures."""
-    require_roles(actor, Role.HR, action="refresh customer valuations")
     workflow_id = f"valuation-manual-{uuid.uuid4().hex[:12]}"
     await client.start_workflow(
         "ValuationRefreshWorkflow",
@@ -65,11 +67,10 @@ async def start_valuation(body: ValuationStartIn, actor: CurrentActor, client: T
 
 
 @router.get("", response_model=ValuationRunPage, responses=problem_responses(401, 403))
-def list_valuations(actor: CurrentActor, session: SessionDep,
+def list_valuations(
+        actor: Annotated[Actor, permit(Action.VALUATION_READ)], session: SessionDep,
                     limit: Annotated[int, Query(ge=1, le=200)] = 50,
                     offset: Annotated[int, Query(ge=0)] = 0) -> ValuationRunPage:
-    require_roles(actor, Role.HR, Role.FINANCE, Role.MANAGER, Role.DIRECTOR,
-                  action="read valuation runs")
     total = session.exec(select(func.count()).select_from(ValuationRun)).one()
     runs = session.exec(select(ValuationRun).order_by(col(ValuationRun.id).desc())
                         .offset(offset).limit(limit)).all()

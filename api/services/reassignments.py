@@ -31,7 +31,7 @@ from api.schemas import (
     SubmitIn,
 )
 from api.security import Actor
-from api.services.scope import SUBMIT_ROLES, can_see, may_submit_for, visibility_clause
+from api.services.scope import Scope, request_not_found
 from domain.impact import Assessment
 from domain.policy import PolicyRules, Terms, check_request, default_terms
 from domain.stages import Stage
@@ -115,12 +115,8 @@ def submit_request(
 ) -> Submission:
     """Validate and record a request, or return the one this key already made.
 
-    Problems (403, 409, 422) are raised before anything is written.
+    The route checked the role; problems (403, 409, 422) are raised before anything is written.
     """
-    if not actor.has_any(*SUBMIT_ROLES):
-        need = ", ".join(r.value for r in SUBMIT_ROLES)
-        raise Problem(403, "forbidden-role", "Role required",
-                      f"Only {need} may submit a reassignment request.")
     now = now or datetime.now(UTC)
     digest = payload_hash(body)
     try:
@@ -144,10 +140,6 @@ def submit_request(
 def preview_request(sessions: SessionFactory, actor: Actor, body: SubmitIn,
                     *, now: datetime | None = None) -> tuple[int, Terms, Assessment]:
     """Everything a submit would check and store, writing nothing: (policy id, terms, figures)."""
-    if not actor.has_any(*SUBMIT_ROLES):
-        need = ", ".join(r.value for r in SUBMIT_ROLES)
-        raise Problem(403, "forbidden-role", "Role required",
-                      f"Only {need} may preview a reassignment request.")
     now = now or datetime.now(UTC)
     with sessions() as session:
         policy, rules = _validate(session, actor, body, now)
@@ -177,7 +169,8 @@ def _validate(session: Session, actor: Actor, body: SubmitIn,
     rules = policy.parsed_rules()
     from_facts = employee_facts(session, body.from_employee_id)
     # An unknown owner is reported with the other violations below, not as a scope refusal.
-    if from_facts is not None and not may_submit_for(session, actor, body.from_employee_id):
+    if from_facts is not None and not Scope(session, actor).may_submit_for(
+            body.from_employee_id):
         raise Problem(403, "out-of-scope", "Outside your org unit",
                       f"Employee {body.from_employee_id} is outside your org unit, so you may "
                       "not move their customers. Ask their manager or HR.")
@@ -240,6 +233,12 @@ def _validate_and_insert(
         detail={"from_employee_id": body.from_employee_id, "to_employee_id": body.to_employee_id,
                 "customer_ids": customer_ids, "policy_version_id": policy.id,
                 "reason": body.reason.value, "value_fen": request.value_fen},
+        entity_type="reassignment_request", entity_id=str(request.id), before=None,
+        after={"stage": Stage.SUBMITTED.value, "from_employee_id": body.from_employee_id,
+               "to_employee_id": body.to_employee_id, "customer_ids": customer_ids,
+               "policy_version_id": policy.id, "terms": request.terms,
+               "value_fen": request.value_fen},
+        reason=body.reason.value,  # the reason code; the free-text note stays on the request
         chain_index=0, prev_hash="", hash="",
     ))
     return request
@@ -312,12 +311,12 @@ class RequestFilters:
 
 
 def list_requests(
-    session: Session, actor: Actor, filters: RequestFilters, limit: int, offset: int
+    session: Session, scope: Scope, filters: RequestFilters, limit: int, offset: int
 ) -> RequestPage:
     conditions = []
-    scope = visibility_clause(session, actor)
-    if scope is not None:
-        conditions.append(scope)
+    clause = scope.requests()
+    if clause is not None:
+        conditions.append(clause)
     if filters.stage is not None:
         conditions.append(ReassignmentRequest.stage == filters.stage)
     if filters.from_employee_id is not None:
@@ -342,24 +341,10 @@ def list_requests(
                        offset=offset)
 
 
-def not_found(request_id: int) -> Problem:
-    return Problem(404, "request-not-found", "Request not found",
-                   f"There is no reassignment request {request_id} that you may see. Check the "
-                   "id, or list your requests at GET /api/v1/reassignments.")
-
-
-def get_visible(session: Session, actor: Actor, request_id: int) -> ReassignmentRequest:
-    """The request, or 404 both when it does not exist and when it is outside the scope."""
-    request = session.get(ReassignmentRequest, request_id)
-    if request is None or not can_see(session, actor, request):
-        raise not_found(request_id)
-    return request
-
-
 def get_existing(session: Session, request_id: int) -> ReassignmentRequest:
     request = session.get(ReassignmentRequest, request_id)
     if request is None:
-        raise not_found(request_id)
+        raise request_not_found(request_id)
     return request
 
 
@@ -371,8 +356,9 @@ class DetailRecord:
     signature: SignatureOut | None
 
 
-def detail_record(session: Session, actor: Actor, request_id: int) -> DetailRecord:
-    request = get_visible(session, actor, request_id)
+def detail_record(scope: Scope, request_id: int) -> DetailRecord:
+    session = scope.session
+    request = scope.request(request_id)
     steps = session.exec(select(ApprovalStep).where(ApprovalStep.request_id == request_id)
                          .order_by(col(ApprovalStep.level))).all()
     appeals = session.exec(select(Appeal).where(Appeal.request_id == request_id)
@@ -388,8 +374,9 @@ def detail_record(session: Session, actor: Actor, request_id: int) -> DetailReco
     )
 
 
-def audit_events(session: Session, actor: Actor, request_id: int) -> list[AuditEventOut]:
-    get_visible(session, actor, request_id)
+def audit_events(scope: Scope, request_id: int) -> list[AuditEventOut]:
+    session = scope.session
+    scope.request(request_id)
     events = session.exec(select(AuditEvent).where(AuditEvent.request_id == request_id)
                           .order_by(col(AuditEvent.chain_index))).all()
     return [AuditEventOut.model_validate(e, from_attributes=True) for e in events]
