@@ -4,7 +4,7 @@
     python cli.py migrate        # bring the database schema up to date
     python cli.py seed           # load the demo data into an empty database
     python cli.py create-user --username hu --employee-no E200 --roles hr,admin
-    python cli.py audit-verify   # recompute the audit hash chain
+    python cli.py audit verify   # recompute the audit hash chain (alias: audit-verify)
     python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
     python cli.py verify-agreement sealed.pdf [--request-id 42]   # check a sealed agreement
     python cli.py seal-dev-cert  # make (once) and show the self-signed development seal cert
@@ -410,6 +410,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     from sqlmodel import select
 
     from domain.stages import Role
+    from models.audit import audit
     from models.org import Employee, UserAccount
     from models.passwords import hash_password
 
@@ -444,28 +445,44 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"error: employee {args.employee_no} already has an account",
                       file=sys.stderr)
                 return 1
-            session.add(UserAccount(username=args.username,
-                                    password_hash=hash_password(password),
-                                    employee_id=employee.id, roles=roles))
+            account = UserAccount(username=args.username,
+                                  password_hash=hash_password(password),
+                                  employee_id=employee.id, roles=roles)
+            session.add(account)
+            session.flush()
+            audit(session, "ACCOUNT_CREATED", entity=("user_account", account.id), after={
+                "username": args.username, "employee_id": employee.id, "roles": roles},
+                detail={"via": "cli"})
     finally:
         dispose()
     print(f"created user {args.username} for {args.employee_no} with roles {','.join(roles)}")
     return 0
 
 
-def cmd_audit_verify(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Recompute the whole chain (streaming); exit 1 at the first broken link."""
+    import json
+
     from models.audit import verify_chain
 
     sessions, dispose = _sessions(settings)
     try:
         with sessions() as session:
-            ok, broken_index, message = verify_chain(session)
+            result = verify_chain(session)
     finally:
         dispose()
-    if ok:
-        print(f"audit chain intact: {message}")
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.ok else 1
+    if result.ok:
+        print(f"audit chain intact: {result.message}")
         return 0
-    print(f"audit chain BROKEN at event {broken_index}: {message}", file=sys.stderr)
+    link = result.first_broken
+    assert link is not None
+    row = f", row id {link.row_id}" if link.row_id is not None else ""
+    print(f"audit chain BROKEN at event {link.chain_index} ({link.kind.value}{row}): "
+          f"{link.message}\n{result.events_checked} events checked; the head row records "
+          f"{result.head_index}", file=sys.stderr)
     return 1
 
 
@@ -594,8 +611,16 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--password-stdin", action="store_true",
                       help="read the password from the first line of standard input")
     user.set_defaults(func=cmd_create_user)
-    sub.add_parser("audit-verify", help="recompute the audit log's hash chain"
-                   ).set_defaults(func=cmd_audit_verify)
+    audit = sub.add_parser("audit", help="the audit log: `audit verify` recomputes the chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    for verify_parser in (
+        audit_sub.add_parser("verify", help="recompute the audit log's hash chain; exit 1 and "
+                             "name the first broken link (changed, missing or cut-off events)"),
+        sub.add_parser("audit-verify", help="alias of `audit verify`"),
+    ):
+        verify_parser.add_argument("--json", action="store_true",
+                                   help="print the result as JSON (same as the API's)")
+        verify_parser.set_defaults(func=cmd_audit_verify)
     orders = sub.add_parser("import-orders", help="import a CSV of orders, refunds and "
                             "cancellations (header: external_id,kind,customer_code,amount_fen,"
                             "currency,booked_at,product_line,original_external_id)")

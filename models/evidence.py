@@ -82,14 +82,17 @@ def build_evidence_bundle(session: Session, request_id: int) -> tuple[bytes, dic
 
     events = session.exec(select(AuditEvent).where(AuditEvent.request_id == request_id)
                           .order_by(col(AuditEvent.chain_index))).all()
-    ok, broken, message = verify_chain(session)
+    chain = verify_chain(session)
     files["10-audit-events.json"] = _json({
         "events": [{**e.canonical_body(), "hash": e.hash} for e in events],
         "proof": {
             "how_to_verify": "each event's hash is SHA-256 of the canonical JSON of its body "
-                             "(sorted keys, no spaces, UTF-8), and prev_hash is the hash of "
+                             "(sorted keys, no spaces, UTF-8; entity_type, entity_id, before, "
+                             "after and reason only when set), and prev_hash is the hash of "
                              "the event at chain_index - 1 in the full log",
-            "full_chain_verified": ok, "first_broken_index": broken, "message": message,
+            "full_chain_verified": chain.ok, "first_broken_index": chain.broken_index,
+            "message": chain.message, "events_checked": chain.events_checked,
+            "first_broken": chain.to_dict()["first_broken"],
             "verified_at": utcnow(),
         },
     })
