@@ -1,7 +1,7 @@
 """The permission table: which roles may attempt which action.
 
 One table, read by the API (`api.deps.permit`), the docs (docs/PERMISSIONS.md is generated
-from it: `python cli.py permissions-table`) and the role x endpoint test. A role here only opens
+from it: `python -m domain.permissions`) and the role x endpoint test. A role here only opens
 the door; the data scope (`api.services.scope`) then narrows which records the caller sees, and
 the workflow's validators decide whether this person may act on this request right now.
 """
@@ -105,7 +105,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.PLANS_MANAGE: _roles(_HR, _A),
     Action.PLANS_READ: EVERYONE,
     Action.STATEMENTS_READ: _roles(_S, _M, _D, _HR, _F),
-    Action.STATEMENTS_EXPORT: _roles(_HR, _F),
+    Action.STATEMENTS_EXPORT: _roles(_S, _M, _D, _HR, _F),
     Action.SETTLEMENT_RUN: _roles(_HR, _F),
     Action.SETTLEMENT_READ: _roles(_HR, _F, _A),
     Action.VALUATION_RUN: _roles(_HR),
@@ -148,7 +148,7 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.PLANS_MANAGE: "create commission plans",
     Action.PLANS_READ: "read commission plans (one's own, or all for HR, finance, admin)",
     Action.STATEMENTS_READ: "read commission statements in scope",
-    Action.STATEMENTS_EXPORT: "export the payroll CSV of a month",
+    Action.STATEMENTS_EXPORT: "export a month's statements as CSV (payroll; in scope)",
     Action.SETTLEMENT_RUN: "run a monthly settlement",
     Action.SETTLEMENT_READ: "read settlement runs",
     Action.VALUATION_RUN: "refresh customer valuations",
@@ -182,3 +182,7 @@ def permission_table_markdown() -> str:
             cells = ["yes" if r in PERMISSIONS[action] else "-" for r in roles]
         rows.append(f"| `{action.value}` | {ACTION_SUMMARY[action]} | " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *rows]) + "\n"
+
+
+if __name__ == "__main__":
+    print(permission_table_markdown(), end="")

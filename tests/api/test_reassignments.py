@@ -351,8 +351,9 @@ async def test_update_rejections_map_to_status(
     fake_temporal.update_error = WorkflowUpdateFailedError(
         ApplicationError("you are not the approver of level 1", type=rejection,
                          non_retryable=True))
+    # the director holds an approver role and sees the request; the workflow refuses
     r = await api.http.post(f"/api/v1/reassignments/{rid}/reject", json={"reason": "no"},
-                            headers=await api.auth(api.org.sales_b1))
+                            headers=await api.auth(api.org.director))
     problem = assert_problem(r, status)
     assert problem["detail"] == "you are not the approver of level 1"
     assert problem["code"] == rejection

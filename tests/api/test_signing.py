@@ -334,8 +334,10 @@ async def test_only_the_affected_salesperson_gets_a_code_and_signs(
 ) -> None:
     org = api.org
     rid = await signable_request(api)
-    for other in (org.sales_a2, org.manager_a, org.hr_head):
+    for other in (org.sales_a2, org.manager_a):
         assert_problem(await request_code(api, rid, as_id=other), 403, "not-the-signer")
+    # HR holds no role that signs at all: refused by the permission table first
+    assert_problem(await request_code(api, rid, as_id=org.hr_head), 403, "forbidden-role")
     assert_problem(await request_code(api, 999_999), 404, "request-not-found")
     await request_code(api, rid)
     code = latest_code(api, rid)
