@@ -175,6 +175,9 @@ def _store_document(session: Session, request_id: int, *, kind: str, event_type:
         occurred_at=utcnow(), event_type=event_type, request_id=request_id,
         detail={"document_id": document.id, "version": document.version, "sha256": sha256,
                 "language": language},
+        entity_type="request_document", entity_id=str(document.id), before=None,
+        after={"kind": kind, "version": document.version, "sha256": sha256,
+               "language": language},
         chain_index=0, prev_hash="", hash=""))
     return document, True
 
@@ -215,7 +218,9 @@ def communication_window_end(session: Session, request: ReassignmentRequest) -> 
                                  col(AuditEvent.transition_seq).is_not(None))
         .order_by(col(AuditEvent.transition_seq).desc())).first()
     if event is not None:
-        deadline = (event.detail.get("after") or {}).get("stage_deadline")
+        # events before migration 0005 carried before/after inside the detail
+        after = event.after if event.after is not None else event.detail.get("after")
+        deadline = (after or {}).get("stage_deadline")
         if deadline:
             return datetime.fromisoformat(deadline)
     if request.stage == Stage.COMMUNICATION:
@@ -413,6 +418,9 @@ class DocumentActivities:
                             "signer_id": evidence.signer_id,
                             "certificate_sha256": sealer.certificate_sha256,
                             "development_certificate": sealer.development},
+                    entity_type="request_document", entity_id=str(document.id),
+                    after={"kind": SEALED_AGREEMENT, "version": agreement_version,
+                           "sha256": sealed.sha256},
                     chain_index=0, prev_hash="", hash=""))
         except IntegrityError:  # a concurrent attempt stored its seal first: that one counts
             with self._sessions() as session:

@@ -49,6 +49,7 @@ from models.db import SessionFactory
 from models.facts import customer_facts, employee_facts, org_snapshot
 
 OWNERSHIP_CHANGED = "OWNERSHIP_CHANGED"
+ENTITY_REQUEST = "reassignment_request"
 REQUEST_NOT_FOUND = "REQUEST_NOT_FOUND"
 
 
@@ -170,12 +171,16 @@ class ReassignmentActivities:
                     # orders already booked since effective_at now pay B (and A's share)
                     recompute_for_customers_since(session, list(request.customer_ids),
                                                   request.effective_at)
+                after = _request_view(request)
+                if rec.ownership_transfer is not None:
+                    after["ownership"] = rec.ownership_transfer.model_dump(mode="json")
                 append_audit_event(session, AuditEvent(
                     occurred_at=rec.at, event_type=rec.event, request_id=rec.request_id,
                     workflow_id=rec.workflow_id, transition_seq=rec.seq, actor_id=rec.actor_id,
                     on_behalf_of=rec.on_behalf_of, from_stage=rec.from_stage.value,
-                    to_stage=rec.to_stage.value,
-                    detail={**rec.detail, "before": before, "after": _request_view(request)},
+                    to_stage=rec.to_stage.value, detail=dict(rec.detail),
+                    entity_type=ENTITY_REQUEST, entity_id=str(rec.request_id),
+                    before=before, after=after, reason=_transition_reason(rec),
                     chain_index=0, prev_hash="", hash="",
                 ))
                 return True
@@ -201,6 +206,7 @@ class ReassignmentActivities:
                                            set(req.excluded_ids))
             step = session.exec(select(ApprovalStep).where(
                 ApprovalStep.request_id == req.request_id, ApprovalStep.level == req.level)).one()
+            escalated_before = list(step.escalated_to)
             if approver is not None and approver not in step.escalated_to:
                 step.escalated_to = [*step.escalated_to, approver]
                 session.add(step)
@@ -216,6 +222,10 @@ class ReassignmentActivities:
                 from_stage=request.stage.value, to_stage=request.stage.value,
                 detail={"level": req.level, "pending_approver_id": req.pending_approver_id,
                         "escalation_approver_id": approver},
+                entity_type="approval_step", entity_id=str(step.id),
+                before={"level": req.level, "escalated_to": escalated_before},
+                after={"level": req.level, "escalated_to": list(step.escalated_to)},
+                reason=f"approval level {req.level} passed its SLA",
                 chain_index=0, prev_hash="", hash="",
             ))
             return EscalationResult(escalation_approver_id=approver)
@@ -262,6 +272,21 @@ def _request_view(request: ReassignmentRequest) -> dict[str, Any]:
             "terms": dict(request.terms),
             "effective_at": _iso(request.effective_at),
             "protection_end": _iso(request.protection_end)}
+
+
+def _transition_reason(rec: TransitionRecord) -> str | None:
+    """Why the step happened, in the actor's words: the reason given with a reject, withdraw,
+    cancel or decline, an approver's comment, an appeal's grounds or HR's resolution."""
+    reason = rec.detail.get("reason")
+    if isinstance(reason, str) and reason:
+        return reason
+    if rec.approval is not None and rec.approval.comment:
+        return rec.approval.comment
+    if rec.appeal is not None:
+        return rec.appeal.comment if rec.appeal.outcome is not None else rec.appeal.reason
+    if rec.signature is not None and rec.signature.reason:
+        return rec.signature.reason
+    return None
 
 
 def _iso(value: datetime | None) -> str | None:

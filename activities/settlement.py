@@ -17,6 +17,7 @@ from domain.workflow_dto import (
     SettlementPlan,
 )
 from models import Order
+from models.audit import audit
 from models.commission_engine import closed_through, finalize_period, recompute_period
 from models.db import SessionFactory
 
@@ -47,7 +48,13 @@ class SettlementActivities:
     @activity.defn(name="recompute_open_period")
     def recompute_open_period(self, period: str) -> int:
         with self._sessions() as session:
-            return recompute_period(session, period)
+            lines = recompute_period(session, period)
+            # the lines are derived data: one summary event per run, not one per line
+            audit(session, "COMMISSION_RECOMPUTED", entity=("commission_period", period),
+                  after={"period": period, "lines": lines},
+                  detail={"workflow_id": activity.info().workflow_id}
+                  if activity.in_activity() else {})
+            return lines
 
     @activity.defn(name="finalize_settlement_period")
     def finalize_settlement_period(self, req: FinalizeRequest) -> FinalizeResult:

@@ -45,6 +45,7 @@ from sqlmodel import Session, col
 
 from domain.commission import CLAWBACK_PREFIX, FULL_SHARE_BP, LineRole, Rule
 from domain.periods import next_period
+from models.audit import audit
 from models.commission import (
     CommissionLine,
     CommissionPlan,
@@ -364,4 +365,11 @@ def finalize_period(session: Session, period: str, *, run_key: str, trigger: str
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
+    # one summary event: the lines and statement totals are derived, the month closing is not
+    audit(session, "SETTLEMENT_FINALIZED", actor_id=requested_by,
+          entity=("settlement_run", run.id),
+          before={"period": period, "status": "OPEN", "closed_through": closed},
+          after={"period": period, "status": "FINAL", "run_key": run_key, "trigger": trigger,
+                 "lines_written": run.lines_written,
+                 "statements_finalized": run.statements_finalized})
     return run

@@ -19,6 +19,7 @@ from sqlmodel import Session, func, select
 
 from domain.policy import ApprovalLevelRule, PolicyRules
 from domain.stages import Reason, Role
+from models.audit import audit
 from models.customer import Assignment, AssignmentSource, Customer, Order
 from models.org import Employee, OrgUnit, UserAccount
 from models.passwords import hash_password
@@ -195,6 +196,8 @@ def load_demo_data(session: Session, now: datetime) -> dict[str, int]:
                               created_at=now, published_at=now))
     counts["policy_versions"] += 1
     session.flush()
+    audit(session, "DEMO_DATA_LOADED", entity=("demo_data", SEED), before=None,
+          after=dict(counts), reason="seed: demo data for an empty database")
     return counts
 
 

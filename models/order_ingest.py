@@ -577,6 +577,11 @@ def ingest(
         occurred_at=utcnow(), event_type=event_type, actor_id=actor_id,
         detail={"rows": report.rows, "created": report.created,
                 "duplicates": report.duplicates, "order_ids": created_ids},
+        # one event per batch: the orders are listed in the detail, the lines they moved
+        # are a recomputation (derived), counted here
+        entity_type="order", before=None,
+        after={"created": report.created, "duplicates": report.duplicates,
+               "recomputed_lines": report.recomputed_lines},
         chain_index=0, prev_hash="", hash=""))
     session.flush()
     return report

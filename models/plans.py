@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -79,8 +80,10 @@ def create_plan(
             "appended and history is not rewritten: to change the rates from some time on, "
             "add a plan starting then.")
     closed: CommissionPlan | None = None
+    closed_was: datetime | None = None
     if latest is not None and (latest.effective_to is None
                                or latest.effective_to > effective_from):
+        closed_was = latest.effective_to
         latest.effective_to = effective_from
         session.add(latest)
         closed = latest
@@ -95,8 +98,19 @@ def create_plan(
     detail: dict[str, int] = {"plan_id": plan.id, "employee_id": employee_id}
     if closed is not None and closed.id is not None:
         detail["closed_plan_id"] = closed.id
+    after: dict[str, Any] = {"employee_id": employee_id,
+                             "effective_from": effective_from.isoformat(),
+                             "base_rate_bp": base_rate_bp,
+                             "inherited_rate_bp": inherited_rate_bp,
+                             "recomputed_lines": recomputed}
+    before: dict[str, Any] | None = None
+    if closed is not None:  # the plan it replaces now ends where this one starts
+        before = {"closed_plan_id": closed.id,
+                  "effective_to": closed_was.isoformat() if closed_was else None}
+        after["closed_plan_effective_to"] = effective_from.isoformat()
     append_audit_event(session, AuditEvent(
         occurred_at=utcnow(), event_type=EVENT_PLAN_CREATED, actor_id=created_by, detail=detail,
+        entity_type="commission_plan", entity_id=str(plan.id), before=before, after=after,
         chain_index=0, prev_hash="", hash=""))
     session.flush()
     return PlanCreated(plan=plan, closed_plan=closed, recomputed_lines=recomputed)

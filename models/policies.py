@@ -44,6 +44,7 @@ EVENT_DRAFTED = "POLICY_DRAFTED"
 EVENT_UPDATED = "POLICY_UPDATED"
 EVENT_PUBLISHED = "POLICY_PUBLISHED"
 EVENT_ACKNOWLEDGED = "POLICY_ACKNOWLEDGED"
+ENTITY_POLICY = "policy_version"
 
 MAX_BP = 10_000
 
@@ -399,11 +400,19 @@ def acknowledged_at(session: Session, employee_id: int,
 
 
 def _audit(session: Session, event_type: str, actor_id: int | None,
-           detail: dict[str, int | list[int]]) -> None:
+           detail: dict[str, int | list[int]], *, entity: tuple[str, int | None],
+           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
     """An audit event; ids and numbers only in the detail (no names, no free text)."""
     append_audit_event(session, AuditEvent(
         occurred_at=utcnow(), event_type=event_type, actor_id=actor_id, detail=detail,
+        entity_type=entity[0], entity_id=str(entity[1]), before=before, after=after,
         chain_index=0, prev_hash="", hash=""))
+
+
+def _policy_state(policy: PolicyVersion) -> dict[str, Any]:
+    return {"name": policy.name, "version": policy.version, "status": str(policy.status),
+            "rules": policy.rules,
+            "published_at": policy.published_at.isoformat() if policy.published_at else None}
 
 
 def create_draft(session: Session, *, name: str, rules: Any, actor_id: int) -> PolicyVersion:
@@ -428,7 +437,8 @@ def create_draft(session: Session, *, name: str, rules: Any, actor_id: int) -> P
     session.flush()
     assert policy.id is not None
     _audit(session, EVENT_DRAFTED, actor_id,
-           {"policy_version_id": policy.id, "version": policy.version})
+           {"policy_version_id": policy.id, "version": policy.version},
+           entity=(ENTITY_POLICY, policy.id), after=_policy_state(policy))
     return policy
 
 
@@ -448,11 +458,13 @@ def update_draft(session: Session, policy_id: int, *, rules: Any,
         raise _immutable(policy)
     parsed = parse_rules(rules if not isinstance(rules, PolicyRules)
                          else rules.model_dump(mode="json"))
+    before = _policy_state(policy)
     policy.rules = parsed.model_dump(mode="json")
     session.add(policy)
     session.flush()
     assert policy.id is not None
-    _audit(session, EVENT_UPDATED, actor_id, {"policy_version_id": policy.id})
+    _audit(session, EVENT_UPDATED, actor_id, {"policy_version_id": policy.id},
+           entity=(ENTITY_POLICY, policy.id), before=before, after=_policy_state(policy))
     return policy
 
 
@@ -494,6 +506,8 @@ def publish(session: Session, policy_id: int, *, actor_id: int) -> Published:
                           "newer policy. Draft a new version from these rules instead.")
     parse_rules(policy.rules)  # a draft stored by an older release must still be valid
     now = utcnow()
+    before = {**_policy_state(policy),
+              "published_version_ids": [p.id for p in current if p.id is not None]}
     for old in current:
         old.status = PolicyStatus.RETIRED
         session.add(old)
@@ -502,10 +516,12 @@ def publish(session: Session, policy_id: int, *, actor_id: int) -> Published:
     session.add(policy)
     session.flush()
     assert policy.id is not None
+    retired = [p.id for p in current if p.id is not None]
     _audit(session, EVENT_PUBLISHED, actor_id, {
         "policy_version_id": policy.id,
-        "retired_policy_version_ids": [p.id for p in current if p.id is not None],
-    })
+        "retired_policy_version_ids": retired,
+    }, entity=(ENTITY_POLICY, policy.id), before=before,
+        after={**_policy_state(policy), "retired_version_ids": retired})
     return Published(policy=policy, retired=current,
                      awaiting_acknowledgement=len(active_salespeople(session)))
 
@@ -543,7 +559,10 @@ def acknowledge(session: Session, policy_id: int, *, employee_id: int) -> Acknow
     session.add(ack)
     session.flush()
     _audit(session, EVENT_ACKNOWLEDGED, employee_id,
-           {"policy_version_id": policy_id, "employee_id": employee_id})
+           {"policy_version_id": policy_id, "employee_id": employee_id},
+           entity=("policy_acknowledgement", ack.id),
+           after={"policy_version_id": policy_id, "employee_id": employee_id,
+                  "acknowledged_at": ack.acknowledged_at.isoformat()})
     return Acknowledged(ack, recorded_now=True)
 
 

@@ -191,10 +191,15 @@ def _updated(session: Session, statement: Any) -> int:
 
 
 def _audit(session: Session, event: str, *, actor_id: int, request_id: int | None,
-           detail: dict[str, Any], now: datetime) -> None:
+           detail: dict[str, Any], now: datetime, entity: tuple[str, Any] | None = None,
+           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+           reason: str | None = None) -> None:
+    entity_type, entity_id = entity or (None, None)
     append_audit_event(session, AuditEvent(
         occurred_at=now, event_type=event, request_id=request_id, actor_id=actor_id,
-        detail=detail, chain_index=0, prev_hash="", hash=""))
+        detail=detail, entity_type=entity_type,
+        entity_id=None if entity_id is None else str(entity_id), before=before, after=after,
+        reason=reason, chain_index=0, prev_hash="", hash=""))
 
 
 # --- one-time codes ---------------------------------------------------------------------------
@@ -220,7 +225,7 @@ def issue_code(session: Session, cfg: SigningConfig, signer: Signer, document_sh
         err.headers["Retry-After"] = "600"
         raise err
     # a new code replaces every earlier unused one (for any document version)
-    session.execute(update(OneTimeCode).where(
+    superseded = _updated(session, update(OneTimeCode).where(
         col(OneTimeCode.request_id) == signer.request_id,
         col(OneTimeCode.employee_id) == signer.employee_id,
         col(OneTimeCode.used_at).is_(None),
@@ -248,17 +253,24 @@ def issue_code(session: Session, cfg: SigningConfig, signer: Signer, document_sh
     _audit(session, "SIGNING_CODE_SENT", actor_id=signer.employee_id,
            request_id=signer.request_id, now=now,
            detail={"code_id": row.id, "document_sha256": document_sha256,
-                   "expires_at": row.expires_at.isoformat()})
+                   "expires_at": row.expires_at.isoformat()},
+           entity=("one_time_code", row.id),  # never the code, only that one was issued
+           after={"document_sha256": document_sha256, "expires_at": row.expires_at.isoformat(),
+                  "earlier_codes_expired": superseded})
     return CodeSent(code_id=row.id, expires_at=row.expires_at, notification_id=notice.id,
                     max_attempts=cfg.otp_max_attempts)
 
 
 def _reauth_failed(session: Session, signer: Signer, method: str, reason: str,
                    document_sha256: str, now: datetime, **detail: Any) -> None:
+    code_id = detail.get("code_id")
     _audit(session, "SIGNING_REAUTH_FAILED", actor_id=signer.employee_id,
            request_id=signer.request_id, now=now,
            detail={"method": method, "reason": reason, "document_sha256": document_sha256,
-                   **detail})
+                   **detail},
+           entity=("one_time_code", code_id) if code_id is not None
+           else ("reassignment_request", signer.request_id),
+           reason=reason)
 
 
 def verify_code(session: Session, cfg: SigningConfig, signer: Signer, document_sha256: str,
@@ -317,7 +329,9 @@ def verify_code(session: Session, cfg: SigningConfig, signer: Signer, document_s
                      f"This one-time code was already used; each code works once. {again}")
     _audit(session, "SIGNING_REAUTHENTICATED", actor_id=signer.employee_id,
            request_id=signer.request_id, now=now,
-           detail={"method": METHOD_OTP, "code_id": row.id, "document_sha256": document_sha256})
+           detail={"method": METHOD_OTP, "code_id": row.id, "document_sha256": document_sha256},
+           entity=("one_time_code", row.id), before={"used_at": None},
+           after={"used_at": now.isoformat(), "attempts": row.attempts})
     return Reauth(method=METHOD_OTP)
 
 
@@ -450,8 +464,16 @@ def register_passkey(session: Session, cfg: SigningConfig, employee_id: int,
     session.add(row)
     session.flush()
     _audit(session, "PASSKEY_REGISTERED", actor_id=employee_id, request_id=None, now=now,
-           detail={"passkey_id": row.id, "credential_id": credential_id})
+           detail={"passkey_id": row.id, "credential_id": credential_id},
+           entity=("passkey_credential", row.id), before=None, after=_passkey_state(row))
     return view(row)
+
+
+def _passkey_state(row: PasskeyCredential) -> dict[str, Any]:
+    """A passkey as the audit trail records it (the public key itself is not needed there)."""
+    return {"employee_id": row.employee_id, "name": row.name,
+            "credential_id": row.credential_id, "transports": row.transports,
+            "sign_count": row.sign_count, "created_at": row.created_at.isoformat()}
 
 
 def view(row: PasskeyCredential) -> PasskeyView:
@@ -475,7 +497,8 @@ def delete_passkey(session: Session, employee_id: int, passkey_id: int,
                            "GET /api/v1/me/passkeys.")
     _audit(session, "PASSKEY_REMOVED", actor_id=employee_id, request_id=None,
            now=now or utcnow(),
-           detail={"passkey_id": passkey_id, "credential_id": row.credential_id})
+           detail={"passkey_id": passkey_id, "credential_id": row.credential_id},
+           entity=("passkey_credential", passkey_id), before=_passkey_state(row), after=None)
     session.delete(row)
 
 
@@ -557,6 +580,9 @@ def verify_passkey(session: Session, cfg: SigningConfig, signer: Signer, documen
     if not _use_challenge(session, challenge, now):
         raise refuse("passkey-challenge-invalid", "Passkey check failed",
                      f"Its challenge was already used; each works once. {again}")
+    before = {"sign_count": credential.sign_count,
+              "last_used_at": credential.last_used_at.isoformat()
+              if credential.last_used_at else None}
     credential.sign_count = verified.new_sign_count
     credential.last_used_at = now
     session.add(credential)
@@ -568,5 +594,7 @@ def verify_passkey(session: Session, cfg: SigningConfig, signer: Signer, documen
                    "authenticator_data": bytes_to_base64url(
                        parsed.response.authenticator_data),
                    "client_data_json": bytes_to_base64url(parsed.response.client_data_json),
-                   "signature": bytes_to_base64url(parsed.response.signature)})
+                   "signature": bytes_to_base64url(parsed.response.signature)},
+           entity=("passkey_credential", credential.id), before=before,
+           after={"sign_count": credential.sign_count, "last_used_at": now.isoformat()})
     return Reauth(method=METHOD_PASSKEY, credential_id=credential.credential_id)

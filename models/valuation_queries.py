@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, func, insert, or_, select
 from sqlmodel import Session
 
 from domain.valuation import CustomerValuation, OrderStats, t12m_start
+from models.audit import audit
 from models.customer import Assignment, Customer, Order
 from models.types import utcnow
 from models.valuation import ValuationRun, ValuationSnapshot
@@ -120,6 +121,11 @@ def write_run(session: Session, *, run_key: str, as_of: datetime, horizon_months
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
+    # one summary event per run; the snapshots are derived figures, not audited row by row
+    audit(session, "VALUATION_RUN_WRITTEN", entity=("valuation_run", run.id), after={
+        "run_key": run_key, "as_of": as_of.isoformat(), "horizon_months": horizon_months,
+        "customers": run.customers, "fitted_customers": run.fitted_customers,
+        "tiers": model_params.get("tiers"), "note": note})
     return run
 
 
