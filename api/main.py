@@ -13,6 +13,7 @@ from api.problems import (
     temporal_unavailable_problem,
 )
 from api.routes import api_router
+from api.routes import audit as audit_routes
 from api.routes import documents as documents_routes
 from api.routes import evidence as evidence_routes
 from api.routes import orders as orders_routes
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(valuations_routes.router, prefix=API_PREFIX)
     app.include_router(policies_routes.router, prefix=API_PREFIX)
     app.include_router(signing_routes.router, prefix=API_PREFIX)
+    app.include_router(audit_routes.router, prefix=API_PREFIX)
     return app
 
 

@@ -142,6 +142,12 @@ class AuditEventOut(BaseModel):
     from_stage: str | None
     to_stage: str | None
     detail: dict[str, Any]
+    # what, before/after and why; None on events written before migration 0005
+    entity_type: str | None = None
+    entity_id: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    reason: str | None = None
     prev_hash: str
     hash: str
 
