@@ -53,3 +53,11 @@ class UserAccount(SQLModel, table=True):
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # login hardening (models/login.py): consecutive failures and the lock they caused
+    failed_login_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_failed_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # carried in every access token ("ver"); bumping it ends every session of the account
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    password_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
