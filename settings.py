@@ -25,7 +25,22 @@ class Settings(BaseSettings):
     task_queue: str = "baton"
     jwt_secret: str = Field(default="dev-only-secret-change-me-in-production-0123456789",
                             min_length=32)
-    jwt_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # access tokens are short-lived; a client keeps its session with the refresh token
+    jwt_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_ttl_days: int = Field(default=14, ge=1, le=365)
+    # login hardening (issue 6): lock an account (or an unknown username, alike) after this
+    # many consecutive failures, for this long; and a moving-window limit per client IP on the
+    # password endpoints, in `limits` notation ("20/minute"), kept in this storage
+    # (memory:// is per process; several API processes share e.g. redis://host:6379)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_rate_limit: str = "20/minute"
+    login_rate_limit_storage: str = "memory://"
+    # password policy: at least this long, and at least this zxcvbn score (0..4)
+    password_min_length: int = Field(default=12, ge=8, le=128)
+    password_min_score: int = Field(default=3, ge=0, le=4)
+    # session cookies for the web UI: Secure on HTTPS requests (None), or always / never
+    session_cookie_secure: bool | None = None
     org_timezone: str = "Asia/Shanghai"
     api_host: str = "127.0.0.1"
     api_port: int = 8000

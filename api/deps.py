@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.problems import Problem, temporal_unavailable_problem
 from api.security import BEARER_CHALLENGE, Actor, AuthError, check_still_active, decode_token
+from api.sessions import ACCESS_COOKIE, check_csrf
 from api.temporal import TemporalConnector, TemporalUnavailable
 from domain.permissions import ACTION_SUMMARY, PERMISSIONS, PUBLIC_ACTIONS, Action, permitted
 from domain.stages import Role
@@ -52,24 +53,40 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def auth_problem(err: AuthError) -> Problem:
-    return Problem(401, err.slug, err.title, err.detail, headers=BEARER_CHALLENGE)
+    headers = err.headers or (BEARER_CHALLENGE if err.status == 401 else {})
+    return Problem(err.status, err.slug, err.title, err.detail, headers=headers,
+                   extra=err.extra)
 
 
 def get_current_actor(
+    request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     settings: SettingsDep,
     sessions: SessionFactoryDep,
 ) -> Actor:
+    """The caller, from `Authorization: Bearer` or else the browser session cookie.
+
+    A cookie is sent by the browser on its own, so a cookie-authenticated unsafe request must
+    also carry the session's CSRF token (api/sessions.py); a Bearer header needs none.
+    """
+    via_cookie = False
+    if not token:
+        token = request.cookies.get(ACCESS_COOKIE)
+        via_cookie = bool(token)
     if not token:
         raise Problem(401, "not-authenticated", "Not authenticated",
                       "Send an access token as `Authorization: Bearer <token>`; get one from "
-                      "POST /api/v1/auth/login.", headers=BEARER_CHALLENGE)
+                      "POST /api/v1/auth/login (or log in a browser with POST "
+                      "/api/v1/auth/session).", headers=BEARER_CHALLENGE)
     try:
         actor = decode_token(token, settings)
         with sessions() as session:  # short: never hold a DB transaction across a request
             check_still_active(session, actor)
     except AuthError as err:
         raise auth_problem(err) from err
+    if via_cookie:
+        check_csrf(request, actor, settings)
+    request.state.auth_via = "cookie" if via_cookie else "bearer"
     return actor
 
 

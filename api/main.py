@@ -6,12 +6,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import API_PREFIX
+from api.middleware import SecureHeadersMiddleware
 from api.problems import (
     Problem,
     install_problem_handlers,
     problem_response,
     temporal_unavailable_problem,
 )
+from api.ratelimit import LoginRateLimiter
+from api.routes import accounts as accounts_routes
 from api.routes import api_router
 from api.routes import audit as audit_routes
 from api.routes import documents as documents_routes
@@ -44,6 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
     # Temporal is connected on first use, so the API starts (and reads) while it is down.
     app.state.temporal = TemporalConnector(settings)
+    # per app, so that each test's app counts from zero
+    app.state.login_limiter = LoginRateLimiter(settings.login_rate_limit,
+                                               settings.login_rate_limit_storage)
+    app.add_middleware(SecureHeadersMiddleware)
 
     install_problem_handlers(app)
 
@@ -61,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(valuations_routes.router, prefix=API_PREFIX)
     app.include_router(policies_routes.router, prefix=API_PREFIX)
     app.include_router(signing_routes.router, prefix=API_PREFIX)
+    app.include_router(accounts_routes.router, prefix=API_PREFIX)
     app.include_router(audit_routes.router, prefix=API_PREFIX)
     return app
 

@@ -30,6 +30,10 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the token expires")
+    refresh_token: str = Field(description="exchange it at POST /api/v1/auth/refresh for a new "
+                                           "access token (and a new refresh token) before it "
+                                           "expires; single use")
+    refresh_expires_in: int = Field(description="seconds until the refresh token expires")
 
 
 class MeOut(BaseModel):

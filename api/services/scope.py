@@ -31,6 +31,7 @@ from models.delegation import active_delegators
 from models.org import Employee, OrgUnit
 from models.policy import PolicyStatus, PolicyVersion
 from models.reassignment import ApprovalStep, ReassignmentRequest
+from settings import get_settings
 
 REQUESTS_ALL = (Role.HR, Role.LEGAL, Role.FINANCE)
 DOCUMENTS_ALL = (Role.HR, Role.LEGAL)  # the personal report is not finance's business
@@ -70,7 +71,8 @@ class Scope:
     def __init__(self, session: Session, actor: Actor, today: date | None = None) -> None:
         self.session = session
         self.actor = actor
-        self.today = today
+        # delegations run by the office calendar
+        self.today = today or org_today(get_settings().org_timezone)
 
     # --- who is in my team ---------------------------------------------------------------
 
@@ -90,8 +92,6 @@ class Scope:
     @cached_property
     def delegators(self) -> list[int]:
         """Approvers the caller stands in for today."""
-        if self.today is None:
-            return []
         return active_delegators(self.session, self.actor.employee_id, self.today)
 
     def in_team(self, employee_id: int) -> bool:

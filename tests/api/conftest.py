@@ -30,6 +30,8 @@ TEST_SECRET = "test-secret-for-api-tests-0123456789abcdef"
 def api_settings(db_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=db_url, temporal_address=CLOSED_PORT,
                                   jwt_secret=TEST_SECRET, jwt_ttl_minutes=30)
+    # tests log in often from one address; the rate-limit test sets its own, low limit
+    values["login_rate_limit"] = "10000/minute"
     values.update(overrides)
     return Settings(**values)
 
