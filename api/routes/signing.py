@@ -19,12 +19,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OptionalTemporalClientDep, SessionFactoryDep, SettingsDep, permit
 from api.problems import FieldError, Problem, problem_responses, temporal_unavailable_problem
 from api.schemas import SignIn
 from api.security import Actor
+from api.services.scope import Scope
 from api.services.workflow_calls import closed_problem, live_state
 from domain.permissions import Action
 from domain.workflow_dto import ActionRejection
@@ -92,6 +94,21 @@ def as_problem(err: SigningError) -> Problem:
                    extra=err.extra)
 
 
+def _signer_in_scope(session: Session, actor: Actor, request_id: int) -> Signer:
+    """404 for a request outside the caller's scope, as everywhere; then the signer checks."""
+    Scope(session, actor).request(request_id)
+    return service.load_signer(session, request_id, actor.employee_id)
+
+
+async def _signer(sessions: SessionFactory, actor: Actor, request_id: int) -> Signer:
+    try:
+        signer: Signer = await run_in_threadpool(service.in_transaction, sessions,
+                                                 _signer_in_scope, actor, request_id)
+    except SigningError as err:
+        raise as_problem(err) from err
+    return signer
+
+
 async def _call(sessions: SessionFactory, fn: Any, *args: Any) -> Any:
     """Run a service function in its own transaction on the thread pool; map refusals."""
     try:
@@ -137,7 +154,7 @@ async def send_code(request_id: int, body: DocumentIn, actor: SigningActor,
     in a response. A new code replaces earlier unused ones. Each code allows a limited number
     of attempts and expires after `otp_ttl_minutes`.
     """
-    signer = await _call(sessions, service.load_signer, request_id, actor.employee_id)
+    signer = await _signer(sessions, actor, request_id)
     await _refuse_stale(client, signer, body.document_sha256)
     sent = await _call(sessions, service.issue_code, signing_config(settings), signer,
                        body.document_sha256)
@@ -161,7 +178,7 @@ async def passkey_sign_options(request_id: int, body: DocumentIn, actor: Signing
     The challenge is a server nonce followed by the agreement's SHA-256, so the passkey's
     signature covers exactly this document version. It works once, for a few minutes.
     """
-    signer = await _call(sessions, service.load_signer, request_id, actor.employee_id)
+    signer = await _signer(sessions, actor, request_id)
     await _refuse_stale(client, signer, body.document_sha256)
     options: dict[str, Any] = await _call(sessions, service.signing_options,
                                           signing_config(settings), signer, body.document_sha256)
@@ -219,7 +236,7 @@ async def reauthenticate(request_id: int, body: SignIn, actor: Actor,
     workflow must be reachable, all before the code or passkey challenge is spent. Then the
     re-authentication for `body.document_sha256` is checked and consumed.
     """
-    signer: Signer = await _call(sessions, service.load_signer, request_id, actor.employee_id)
+    signer: Signer = await _signer(sessions, actor, request_id)
     if not service.typed_name_matches(body.typed_name, signer.name):
         raise Problem(422, "typed-name-mismatch", "Type your own name",
                       "As your statement of consent, type your full name exactly as it is on "
