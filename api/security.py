@@ -17,7 +17,7 @@ import jwt
 from sqlmodel import Session, select
 
 from domain.stages import Role
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.db import SessionFactory
 from models.facts import employee_roles
 from models.login import (
@@ -151,13 +151,12 @@ def _audit_lockout(session: Session, account_id: int | None, username: str, key:
         "client_ip": attempt.client_ip, "via": attempt.via,
     }
     if account is not None:
-        detail |= {"account_id": account.id, "employee_id": account.employee_id,
-                   "username": username}
+        entity: tuple[str, int | str | None] = ("user_account", account.id)
+        detail |= {"employee_id": account.employee_id, "username": username}
     else:  # a mistyped password may sit in the username field: store only its HMAC
-        detail |= {"account_id": None, "username_hmac": key}
-    append_audit_event(session, AuditEvent(
-        occurred_at=now, event_type="LOGIN_LOCKED_OUT", actor_id=None, detail=detail,
-        chain_index=0, prev_hash="", hash=""))
+        entity = ("unknown_username", key)
+    audit(session, "LOGIN_LOCKED_OUT", actor_id=None, entity=entity, detail=detail,
+          occurred_at=now)
 
 
 def active_actor(session: Session, account: UserAccount, *,

@@ -24,7 +24,7 @@ from fastapi import Request, Response
 
 from api.problems import Problem
 from api.security import Actor, AuthError, active_actor, issue_token
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.db import SessionFactory
 from models.login import (
     RefreshStatus,
@@ -145,13 +145,11 @@ def refresh_session(sessions: SessionFactory, settings: Settings, raw: str, *,
 def _audit_reuse(session: Any, account_id: int, family_id: str, revoked: int,
                  client_ip: str | None, now: datetime) -> None:
     account = session.get(UserAccount, account_id)
-    append_audit_event(session, AuditEvent(
-        occurred_at=now, event_type="REFRESH_TOKEN_REUSED", actor_id=None,
-        detail={"account_id": account_id,
-                "employee_id": account.employee_id if account is not None else None,
-                "session_id": family_id, "refresh_tokens_revoked": revoked,
-                "client_ip": client_ip},
-        chain_index=0, prev_hash="", hash=""))
+    audit(session, "REFRESH_TOKEN_REUSED", actor_id=None, entity=("user_account", account_id),
+          detail={"employee_id": account.employee_id if account is not None else None,
+                  "session_id": family_id, "refresh_tokens_revoked": revoked,
+                  "client_ip": client_ip},
+          occurred_at=now)
 
 
 def end_session(sessions: SessionFactory, *, actor: Actor, raw_refresh: str | None = None,

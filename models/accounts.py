@@ -1,8 +1,9 @@
 """Account administration and offboarding, shared by the API and the CLI.
 
-Every change appends an audit event whose `detail` holds the account (or employee) before and
-after, never a password or its hash. Changes that should end a person's sessions bump
-`UserAccount.token_version` (access tokens carry it) and revoke their refresh tokens.
+Every change appends an audit event about ("user_account", id) or ("employee", id) with the
+record before and after (never a password or its hash). Changes that should end a person's
+sessions bump `UserAccount.token_version` (access tokens carry it) and revoke their refresh
+tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlmodel import Session, select
 
 from domain.password_policy import PasswordIssue, password_issues
 from domain.stages import Role
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.login import RevokeReason, end_all_sessions, unlock
 from models.org import Employee, EmploymentStatus, UserAccount
 
@@ -78,12 +79,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _audit(session: Session, event_type: str, *, actor_id: int | None, now: datetime,
-           before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
-           **detail: Any) -> None:
-    append_audit_event(session, AuditEvent(
-        occurred_at=now, event_type=event_type, actor_id=actor_id,
-        detail={**detail, "before": before, "after": after},
-        chain_index=0, prev_hash="", hash=""))
+           entity: tuple[str, int | None], before: Mapping[str, Any] | None,
+           after: Mapping[str, Any] | None, reason: str | None = None, **detail: Any) -> None:
+    audit(session, event_type, actor_id=actor_id, entity=entity, before=before, after=after,
+          reason=reason, detail=detail, occurred_at=now)
 
 
 def get_account(session: Session, account_id: int, *, for_update: bool = False) -> UserAccount:
@@ -113,8 +112,9 @@ def create_account(session: Session, *, employee: Employee, username: str, roles
                           password_changed_at=now)
     session.add(account)
     session.flush()
-    _audit(session, "ACCOUNT_CREATED", actor_id=actor_id, now=now, before=None,
-           after=account_view(account), account_id=account.id, via=via)
+    _audit(session, "ACCOUNT_CREATED", actor_id=actor_id, now=now,
+           entity=("user_account", account.id), before=None, after=account_view(account),
+           via=via)
     return account
 
 
@@ -128,8 +128,8 @@ def set_roles(session: Session, account: UserAccount, roles: list[str], *, actor
     account.roles = roles
     account.token_version += 1
     session.add(account)
-    _audit(session, "ACCOUNT_ROLES_CHANGED", actor_id=actor_id, now=now, before=before,
-           after=account_view(account), account_id=account.id)
+    _audit(session, "ACCOUNT_ROLES_CHANGED", actor_id=actor_id, now=now,
+           entity=("user_account", account.id), before=before, after=account_view(account))
     return account
 
 
@@ -144,8 +144,8 @@ def set_active(session: Session, account: UserAccount, active: bool, *, actor_id
         revoked = end_all_sessions(session, account, RevokeReason.ACCOUNT_DISABLED, now)
     session.add(account)
     _audit(session, "ACCOUNT_ENABLED" if active else "ACCOUNT_DISABLED", actor_id=actor_id,
-           now=now, before=before, after=account_view(account), account_id=account.id,
-           reason=reason, refresh_tokens_revoked=revoked)
+           now=now, entity=("user_account", account.id), before=before,
+           after=account_view(account), reason=reason, refresh_tokens_revoked=revoked)
     return account
 
 
@@ -154,8 +154,8 @@ def unlock_account(session: Session, account: UserAccount, *, actor_id: int,
     before = account_view(account)
     unlock(account)
     session.add(account)
-    _audit(session, "ACCOUNT_UNLOCKED", actor_id=actor_id, now=now, before=before,
-           after=account_view(account), account_id=account.id)
+    _audit(session, "ACCOUNT_UNLOCKED", actor_id=actor_id, now=now,
+           entity=("user_account", account.id), before=before, after=account_view(account))
     return account
 
 
@@ -171,8 +171,8 @@ def set_password(session: Session, account: UserAccount, password_hash: str, *,
     revoked = end_all_sessions(session, account, reason, now)
     session.add(account)
     _audit(session, "ACCOUNT_PASSWORD_RESET" if by_admin else "PASSWORD_CHANGED",
-           actor_id=actor_id, now=now, before=before, after=account_view(account),
-           account_id=account.id, refresh_tokens_revoked=revoked)
+           actor_id=actor_id, now=now, entity=("user_account", account.id), before=before,
+           after=account_view(account), refresh_tokens_revoked=revoked)
     return account
 
 
@@ -214,8 +214,8 @@ def offboard(session: Session, employee: Employee, *, leave_date: datetime, acto
         if account is not None:
             revoked = end_all_sessions(session, account, RevokeReason.OFFBOARDED, now)
     session.add(employee)
-    _audit(session, "EMPLOYEE_OFFBOARDED", actor_id=actor_id, now=now, before=before,
-           after=employee_view(employee), employee_id=employee.id,
-           account_id=account.id if account else None, reason=reason,
+    _audit(session, "EMPLOYEE_OFFBOARDED", actor_id=actor_id, now=now,
+           entity=("employee", employee.id), before=before, after=employee_view(employee),
+           reason=reason, account_id=account.id if account else None,
            refresh_tokens_revoked=revoked)
     return Offboarding(employee, account, left_now, revoked)
