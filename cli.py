@@ -409,50 +409,51 @@ def _read_password(from_stdin: bool) -> str:
 def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     from sqlmodel import select
 
-    from domain.stages import Role
-    from models.audit import audit
-    from models.org import Employee, UserAccount
+    from models.accounts import (
+        AccountError,
+        PasswordRules,
+        check_new_password,
+        create_account,
+        normalise_roles,
+    )
+    from models.org import Employee
     from models.passwords import hash_password
+    from models.types import utcnow
 
-    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    unknown = [r for r in roles if r not in Role._value2member_map_]
-    if not roles or unknown:
-        valid = ", ".join(r.value for r in Role)
-        print(f"error: unknown role(s) {', '.join(unknown) or '(none given)'}; use {valid}",
-              file=sys.stderr)
+    try:
+        roles = normalise_roles(args.roles.split(","))
+    except AccountError as err:
+        print(f"error: {err.message}", file=sys.stderr)
         return 2
-    password = _read_password(args.password_stdin)
-    if len(password) < 8:
-        print("error: the password must have at least 8 characters", file=sys.stderr)
-        return 2
+    rules = PasswordRules(min_length=settings.password_min_length,
+                          min_score=settings.password_min_score)
     sessions, dispose = _sessions(settings)
     try:
         with sessions() as session:
             employee = session.exec(
                 select(Employee).where(Employee.employee_no == args.employee_no)
             ).first()
-            if employee is None:
-                print(f"error: no employee with number {args.employee_no}", file=sys.stderr)
-                return 1
-            if session.exec(
-                select(UserAccount).where(UserAccount.username == args.username)
-            ).first():
-                print(f"error: username {args.username} is taken", file=sys.stderr)
-                return 1
-            if session.exec(
-                select(UserAccount).where(UserAccount.employee_id == employee.id)
-            ).first():
-                print(f"error: employee {args.employee_no} already has an account",
-                      file=sys.stderr)
-                return 1
-            account = UserAccount(username=args.username,
-                                  password_hash=hash_password(password),
-                                  employee_id=employee.id, roles=roles)
-            session.add(account)
-            session.flush()
-            audit(session, "ACCOUNT_CREATED", entity=("user_account", account.id), after={
-                "username": args.username, "employee_id": employee.id, "roles": roles},
-                detail={"via": "cli"})
+        if employee is None:
+            print(f"error: no employee with number {args.employee_no}", file=sys.stderr)
+            return 1
+        password = _read_password(args.password_stdin)
+        issues = check_new_password(password, username=args.username, employee=employee,
+                                    rules=rules)
+        if issues:
+            print("error: choose another password: " + "; ".join(i.message for i in issues),
+                  file=sys.stderr)
+            return 2
+        password_hash = hash_password(password)
+        try:
+            with sessions() as session:
+                employee = session.get(Employee, employee.id)
+                assert employee is not None
+                create_account(session, employee=employee, username=args.username, roles=roles,
+                               password_hash=password_hash, actor_id=None, now=utcnow(),
+                               via="cli")
+        except AccountError as err:
+            print(f"error: {err.message}", file=sys.stderr)
+            return 1
     finally:
         dispose()
     print(f"created user {args.username} for {args.employee_no} with roles {','.join(roles)}")
