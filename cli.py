@@ -8,6 +8,8 @@
     python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
     python cli.py verify-agreement sealed.pdf [--request-id 42]   # check a sealed agreement
     python cli.py seal-dev-cert  # make (once) and show the self-signed development seal cert
+    python cli.py payload-key new     # a new Temporal payload key line, for rotation
+    python cli.py payload-key status  # which payload keys are configured, which one is active
 
 Settings come from the environment (BATON_*), see settings.py.
 """
@@ -217,6 +219,8 @@ class DevStack:
                 "--ui-port", str(s.temporal_ui_port),
                 "--db-filename", str(s.data_dir / "temporal.db"),
                 "--namespace", s.temporal_namespace,
+                # the UI decodes payloads through the API's codec server (api/routes/codec.py)
+                "--ui-codec-endpoint", f"{self.api_url}/codec",
                 "--log-level", "warn"]
         for name, kind in CLI_TYPES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
@@ -308,6 +312,8 @@ class DevStack:
             f"  Temporal gRPC    {self.temporal_address}  (namespace {ns})",
             f"  Temporal UI      {workflows}",
             f"  Pending approval {pending}",
+            f"  Codec server     {self.api_url}/codec  (payloads are encrypted; HR: POST "
+            "/api/v1/me/codec-token, paste its codec_url into the UI's Codec Server setting)",
             f"  Database         {_redacted(self.settings.database_url)}",
             f"  Temporal state   {self.settings.data_dir / 'temporal.db'}",
             "",
@@ -371,9 +377,30 @@ def seal_certificate_lines(settings: Settings) -> list[str]:
             "BATON_SEAL_PKCS12_PASSWORD) to a certificate from a licensed CA for production"]
 
 
+def payload_key_lines(settings: Settings) -> list[str]:
+    """Which keys encrypt Temporal payloads; makes the development key when none is configured."""
+    from payload_codec import ACTIVE_SETTING, SETTING, key_ring
+
+    ring = key_ring(settings)
+    lines = [f"Temporal payloads are encrypted with key {ring.active_key_id!r} (keys "
+             f"configured: {', '.join(ring.key_ids)}; from {ring.source})"]
+    if ring.development:
+        lines.append(f"  a DEVELOPMENT key: set {SETTING} (and {ACTIVE_SETTING} while rotating) "
+                     "for production; `python cli.py payload-key new` makes a key line")
+    return lines
+
+
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    from payload_codec import PayloadKeyError
+
     for line in seal_certificate_lines(settings):
         _say(line)
+    try:  # made here, once, before the worker and the API both look for it
+        for line in payload_key_lines(settings):
+            _say(line)
+    except PayloadKeyError as exc:
+        _say(f"error: {exc}")
+        return 1
     return DevStack(settings).run()
 
 
@@ -535,6 +562,27 @@ def cmd_seal_dev_cert(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payload_key(settings: Settings, args: argparse.Namespace) -> int:
+    from payload_codec import ACTIVE_SETTING, SETTING, PayloadKeyError, new_key_line
+
+    try:
+        if args.payload_key_command == "new":
+            line = new_key_line(args.key_id)
+            print(line)
+            print(f"Append it to {SETTING} on the API and every worker ({SETTING}=<old keys>,"
+                  f"{line.split(':')[0]}:…). The last key listed encrypts new payloads; keep "
+                  "the old ones listed while histories use them. With several processes, roll "
+                  f"out first with {ACTIVE_SETTING}=<the current key id>, so that all can read "
+                  "the new key before any writes with it, then drop that setting.",
+                  file=sys.stderr)
+        else:
+            print("\n".join(payload_key_lines(settings)))
+    except PayloadKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _recorded_agreement_hash(settings: Settings, request_id: int,
                              version: int | None) -> tuple[str | None, str | None]:
     """(the stored agreement's SHA-256 for that version, or why there is none)."""
@@ -639,6 +687,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seal-dev-cert", help="create (once) and show the self-signed development "
                    "certificate that seals agreements when none is configured"
                    ).set_defaults(func=cmd_seal_dev_cert)
+    keys = sub.add_parser("payload-key", help="Temporal payload encryption keys (rotation)")
+    key_sub = keys.add_subparsers(dest="payload_key_command", required=True, metavar="ACTION")
+    new_key = key_sub.add_parser("new", help="print a new 'key-id:base64-key' line to append to "
+                                 "BATON_PAYLOAD_KEYS (the key goes to stdout only)")
+    new_key.add_argument("--key-id", default=None,
+                         help="the new key's id (default: k<date>-<random>)")
+    key_sub.add_parser("status", help="show the configured key ids and the active one (never "
+                       "the keys); makes the development key when none is configured")
+    keys.set_defaults(func=cmd_payload_key)
     return parser
 
 

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     seal_pkcs12_path: Path | None = None
     seal_pkcs12_password: SecretStr | None = None
     seal_dev_cert_dir: Path | None = None
+    # Temporal payload encryption (payload_codec.py): "kid:<base64 key>,kid2:<base64 key>"
+    # (AES, 16/24/32 bytes; `python cli.py payload-key new` makes one). The active key encrypts
+    # new payloads (default: the last listed); every listed key decrypts, so keep old ones
+    # while histories use them. Unset: a DEVELOPMENT key made once in data_dir/payload-keys.
+    # Checked when first used (payload_codec.key_ring): a validator here would echo the keys.
+    payload_keys: SecretStr | None = None
+    payload_active_key_id: str | None = None
 
     @model_validator(mode="after")
     def _seal_dev_cert_dir_default(self) -> Settings:

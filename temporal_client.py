@@ -1,11 +1,15 @@
-"""Connecting to Temporal with Baton's data converter; shared by the API, worker and CLI."""
+"""Connecting to Temporal with Baton's data converter; shared by the API, worker and CLI.
+
+The converter is pydantic_data_converter with the payload codec (payload_codec.py): every
+payload is encrypted before it reaches Temporal.
+"""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from payload_codec import data_converter
 from settings import Settings
 
 
@@ -13,7 +17,7 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 

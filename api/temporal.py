@@ -8,6 +8,7 @@ import logging
 from temporalio.client import Client
 
 import temporal_client
+from payload_codec import PayloadKeyError
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class TemporalConnector:
                     self._client = await asyncio.wait_for(
                         temporal_client.connect(self._settings), CONNECT_TIMEOUT_S
                     )
+                except PayloadKeyError:
+                    raise  # a configuration error, not an outage: no "try again later"
                 except Exception as exc:  # connection refused, DNS, TLS, timeout...
                     log.warning("Temporal at %s unreachable: %s",
                                 self._settings.temporal_address, exc)

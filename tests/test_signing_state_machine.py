@@ -47,7 +47,6 @@ import pytest_asyncio
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from webauthn.helpers import base64url_to_bytes
 
@@ -78,6 +77,7 @@ from tests.api.conftest import api_settings
 from tests.api.test_signing import SoftAuthenticator, b64
 from tests.conftest import binary
 from tests.factories import PASSWORD, T0, SmallOrg
+from tests.payload_keys import TEST_DATA_CONVERTER
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -102,7 +102,7 @@ def db_url(tmp_path: Path) -> str:
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
     )
     await register_search_attributes(env.client, "default")
     yield env

@@ -22,6 +22,7 @@ from models import AuditEvent, ReassignmentRequest
 from models.db import SessionFactory
 from settings import Settings
 from tests.factories import PASSWORD, SmallOrg
+from tests.payload_keys import TEST_PAYLOAD_KEYS
 
 CLOSED_PORT = "127.0.0.1:1"  # nothing listens: "Temporal is down"
 TEST_SECRET = "test-secret-for-api-tests-0123456789abcdef"
@@ -29,7 +30,8 @@ TEST_SECRET = "test-secret-for-api-tests-0123456789abcdef"
 
 def api_settings(db_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=db_url, temporal_address=CLOSED_PORT,
-                                  jwt_secret=TEST_SECRET, jwt_ttl_minutes=30)
+                                  jwt_secret=TEST_SECRET, jwt_ttl_minutes=30,
+                                  payload_keys=TEST_PAYLOAD_KEYS)
     # tests log in often from one address; the rate-limit test sets its own, low limit
     values["login_rate_limit"] = "10000/minute"
     values.update(overrides)

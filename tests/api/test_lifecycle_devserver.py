@@ -18,7 +18,6 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlmodel import col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
@@ -31,6 +30,7 @@ from tests.api.conftest import Api, api_settings, assert_problem
 from tests.api.test_signing import latest_code
 from tests.conftest import binary
 from tests.factories import SmallOrg, build_small_org, fast_policy_rules
+from tests.payload_keys import TEST_DATA_CONVERTER
 from workflows.search_attributes import ALL_KEYS
 
 pytestmark = pytest.mark.devserver
@@ -45,7 +45,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         search_attributes=ALL_KEYS,
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
         ui=False,
     )
     try:

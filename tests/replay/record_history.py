@@ -12,7 +12,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.stages import Stage
@@ -27,6 +26,7 @@ from models.db import make_engine, migrate, session_factory
 from temporal_client import register_search_attributes
 from tests.conftest import binary
 from tests.factories import build_small_org
+from tests.payload_keys import TEST_DATA_CONVERTER
 from tests.workflow.conftest import Harness, wait_stage, wait_until
 from worker import build_worker
 
@@ -42,7 +42,7 @@ async def record(path: Path) -> None:
             org = build_small_org(s)
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=binary("temporal-test-server"),
-            data_converter=pydantic_data_converter)
+            data_converter=TEST_DATA_CONVERTER)  # encrypted, as production writes them
         await register_search_attributes(env.client, "default")
         task_queue = f"record-{uuid.uuid4().hex[:6]}"
         async with build_worker(env.client, sessions, task_queue):

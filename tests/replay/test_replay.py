@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.payload_keys import TEST_DATA_CONVERTER
 from workflows.reassignment import ReassignmentWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -22,5 +22,7 @@ def test_histories_are_checked_in():
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     assert len(history.events) > 50  # a full lifecycle, not a stub
-    replayer = Replayer(workflows=[ReassignmentWorkflow], data_converter=pydantic_data_converter)
+    # as production replays: with the payload codec, which passes the plaintext payloads of
+    # histories recorded before encryption through untouched
+    replayer = Replayer(workflows=[ReassignmentWorkflow], data_converter=TEST_DATA_CONVERTER)
     await replayer.replay_workflow(history)

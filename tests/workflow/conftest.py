@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,6 +26,7 @@ from models.types import utcnow
 from temporal_client import register_search_attributes
 from tests.conftest import binary
 from tests.factories import SmallOrg
+from tests.payload_keys import TEST_DATA_CONVERTER
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -37,7 +37,7 @@ _REQUEST_IDS = itertools.count(random.randint(10_000, 10_000_000))
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
     )
     await register_search_attributes(env.client, "default")
     yield env

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest_asyncio
 from sqlmodel import func, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.deps import get_temporal_client
@@ -23,6 +22,7 @@ from tests.api.conftest import api_settings
 from tests.api.test_signing import latest_code
 from tests.conftest import binary
 from tests.factories import PASSWORD
+from tests.payload_keys import TEST_DATA_CONVERTER
 from tests.workflow.conftest import Harness, wait_stage, wait_until
 from worker import build_worker
 
@@ -35,7 +35,7 @@ async def fresh_harness(sessions, org) -> AsyncIterator[Harness]:
     must not meet workflow ids left by other tests on the shared server."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter)
+        data_converter=TEST_DATA_CONVERTER)
     await register_search_attributes(env.client, "default")
     task_queue = f"e2e-{uuid.uuid4().hex[:6]}"
     try:

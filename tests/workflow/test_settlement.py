@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.periods import period_bounds, period_of, previous_period
 from domain.workflow_dto import FinalizeResult, SettlementInput
 from models import CommissionLine, CommissionPlan, Order, SettlementRun, Statement
 from tests.conftest import binary
+from tests.payload_keys import TEST_DATA_CONVERTER
 from worker import SETTLEMENT_SCHEDULE_ID, build_worker, ensure_settlement_schedule
 from workflows import search_attributes as sa
 
@@ -39,7 +39,7 @@ async def test_settlement_finalises_past_months_after_grace_and_recomputes_the_o
         sessions, org):
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter)
+        data_converter=TEST_DATA_CONVERTER)
     try:
         now = await env.get_current_time()
         # the factory's orders are older; a settlement closes every month from the first order
@@ -75,7 +75,7 @@ async def test_settlement_finalises_past_months_after_grace_and_recomputes_the_o
 async def test_monthly_schedule_is_created_once():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"), search_attributes=sa.ALL_KEYS,
-        data_converter=pydantic_data_converter, ui=False)
+        data_converter=TEST_DATA_CONVERTER, ui=False)
     try:
         await ensure_settlement_schedule(env.client, "baton", TZ)
         await ensure_settlement_schedule(env.client, "baton", TZ)  # a worker restart

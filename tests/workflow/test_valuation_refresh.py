@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import func, select
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,6 +24,7 @@ from domain.valuation import (
 from models import Assignment, Customer, Order, OrderKind, ValuationRun, ValuationSnapshot
 from models.valuation_queries import latest_snapshots, order_stats
 from tests.conftest import binary
+from tests.payload_keys import TEST_DATA_CONVERTER
 from worker import VALUATION_SCHEDULE_ID, build_worker, ensure_valuation_schedule
 from workflows import search_attributes as sa
 from workflows.valuation import ValuationRefreshWorkflow
@@ -248,7 +248,7 @@ def test_bench_generator_at_toy_scale(engine):
 async def test_nightly_schedule_is_created_once():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"), search_attributes=sa.ALL_KEYS,
-        data_converter=pydantic_data_converter, ui=False)
+        data_converter=TEST_DATA_CONVERTER, ui=False)
     try:
         await ensure_valuation_schedule(env.client, "baton", TZ)
         await ensure_valuation_schedule(env.client, "baton", TZ)  # a worker restart
