@@ -114,12 +114,13 @@ def authenticate(sessions: SessionFactory, settings: Settings, username: str, pa
     now = now or utcnow()
     policy = lockout_policy(settings)
     key = username_key(username, settings.jwt_secret)
+    dummy = _dummy_hash()  # made once, never inside a transaction
     with sessions() as session:
         account = session.exec(
             select(UserAccount).where(UserAccount.username == username)).first()
         locked = current_lock(session, account, key, now)
         account_id = account.id if account is not None else None
-        stored_hash = account.password_hash if account is not None else _dummy_hash()
+        stored_hash = account.password_hash if account is not None else dummy
     if locked is not None:  # refused without looking at the password, right or wrong
         raise locked_error(locked, now, just_locked=False)
     # the dummy check costs what a real one costs: no user probing by timing
