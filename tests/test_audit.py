@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -46,7 +47,7 @@ AT = datetime(2026, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
 LEGACY_HASH = "5cbdb53067d742bdae1d1c89b32e79fb6ed551dd253f0c48602dc9d764ea4d5a"
 
 
-def legacy_event(**extra: object) -> AuditEvent:
+def legacy_event(**extra: Any) -> AuditEvent:
     return AuditEvent(
         id=5, chain_index=1, occurred_at=AT, event_type="REQUEST_SUBMITTED", request_id=7,
         workflow_id="reassignment-7", transition_seq=0, actor_id=3, on_behalf_of=None,
@@ -55,7 +56,7 @@ def legacy_event(**extra: object) -> AuditEvent:
         prev_hash=GENESIS_HASH, hash="", **extra)
 
 
-def append(sessions, n: int, **fields: object) -> list[AuditEvent]:
+def append(sessions, n: int, **fields: Any) -> list[AuditEvent]:
     with sessions() as s:
         return [audit(s, f"T{i}", actor_id=1, **fields) for i in range(1, n + 1)]
 

@@ -110,10 +110,10 @@ def _filter(
         errors.append(FieldError(field=name, location="query", code="unknown_parameter",
                                  message=f"unknown query parameter; use one of "
                                          f"{', '.join(allowed)}"))
-    for value in event_type or []:
-        if not EVENT_TYPE.fullmatch(value):
+    for kind in event_type or []:
+        if not EVENT_TYPE.fullmatch(kind):
             errors.append(FieldError(field="event_type", location="query", code="pattern",
-                                     message=f"{value!r} is not an event type: capitals, digits "
+                                     message=f"{kind!r} is not an event type: capitals, digits "
                                              "and underscores, e.g. REQUEST_SUBMITTED"))
     if entity_type is not None and not ENTITY_TYPE.fullmatch(entity_type):
         errors.append(FieldError(field="entity_type", location="query", code="pattern",
@@ -215,7 +215,7 @@ def _json_cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _csv_row(row: Mapping[str, Any]) -> list[Any]:
+def _csv_row(row: Mapping[Any, Any]) -> list[Any]:
     return [row["chain_index"], row["id"], row["occurred_at"].isoformat(), row["event_type"],
             row["actor_id"], row["on_behalf_of"], row["request_id"], _text(row["entity_type"]),
             _text(row["entity_id"]), row["from_stage"], row["to_stage"], _text(row["reason"]),

@@ -13,8 +13,8 @@ chain (`python cli.py audit verify`).
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
+from sqlmodel.sql.sqltypes import AutoString
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -63,10 +63,8 @@ NEW_COLUMNS = ("entity_type", "entity_id", "before", "after", "reason")
 
 def upgrade() -> None:
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('entity_type', sqlmodel.sql.sqltypes.AutoString(length=40),
-                                      nullable=True))
-        batch_op.add_column(sa.Column('entity_id', sqlmodel.sql.sqltypes.AutoString(length=100),
-                                      nullable=True))
+        batch_op.add_column(sa.Column('entity_type', AutoString(length=40), nullable=True))
+        batch_op.add_column(sa.Column('entity_id', AutoString(length=100), nullable=True))
         batch_op.add_column(sa.Column('before', sa.JSON(none_as_null=True), nullable=True))
         batch_op.add_column(sa.Column('after', sa.JSON(none_as_null=True), nullable=True))
         batch_op.add_column(sa.Column('reason', sa.Text(), nullable=True))

@@ -297,7 +297,9 @@ async def test_reading_a_report_and_exporting_evidence_name_reader_and_case(api:
                            headers=await api.auth(api.org.hr_head))
     assert r.status_code == 200, r.text
     with api.sessions() as s:
-        subject = s.get(ReassignmentRequest, request_id).from_employee_id
+        case = s.get(ReassignmentRequest, request_id)
+        assert case is not None
+        subject = case.from_employee_id
     (report,) = read_events(api, "REPORT_READ")
     (evidence,) = read_events(api, "EVIDENCE_EXPORTED")
     # the subject is the request's affected salesperson, reached through request_id
