@@ -300,12 +300,14 @@ def _upsert_step(session: Session, rec: TransitionRecord, write: Any) -> None:
         step = ApprovalStep(request_id=rec.request_id, level=write.level, role=write.role.value,
                             approver_id=write.approver_id)
     step.status = write.status.value
+    step.approver_id = write.approver_id  # HR may have handed the level to someone else
     if write.due_at is not None:
         step.due_at = write.due_at
     if write.escalated_to:
         step.escalated_to = list(write.escalated_to)
     if write.decided_by is not None:
         step.decided_by_id = write.decided_by
+        step.decided_on_behalf_of_id = write.decided_for
         step.decided_at = rec.at
         step.comment = write.comment
     session.add(step)

@@ -34,6 +34,7 @@ class Employee(SQLModel, table=True):
     employee_no: str = Field(max_length=40, unique=True)
     name: str = Field(max_length=200)
     email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
     role: str = Field(max_length=20, description="job role: sales, manager, director, hr, legal")
     org_unit_id: int = Field(foreign_key="org_unit.id", index=True)
     manager_id: int | None = Field(default=None, foreign_key="employee.id", index=True)

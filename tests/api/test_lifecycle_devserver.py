@@ -146,8 +146,11 @@ async def test_full_lifecycle_through_the_api(live: Live) -> None:
     # the requester (manager_a, A's own manager) is skipped: director, CEO, then HR
     assert approvers == [org.director, org.ceo, org.hr_head], detail["live"]["levels"]
 
-    # someone who is not the level's approver: 403, and nothing moves
+    # a salesperson holds no approver role at all: the permission table refuses
     r = await live.act(rid, "approve", org.sales_b1, {"comment": "me too"})
+    assert_problem(r, 403, "forbidden-role")
+    # an approver who sees the request but is not this level's: the workflow refuses
+    r = await live.act(rid, "approve", org.manager_b, {"comment": "me too"})
     assert_problem(r, 403, "action-wrong_actor")
     # the requester may not approve their own request (four-eyes)
     r = await live.act(rid, "approve", org.manager_a, {})
@@ -247,6 +250,8 @@ async def test_reject_and_withdraw_through_the_api(live: Live) -> None:
     withdrawn = await submit(org.customers_a1[1:2], "wd")
     await live.wait(withdrawn, org.manager_a, "level 1", level_open(1))
     r = await live.act(withdrawn, "withdraw", org.sales_a1, {"reason": "not mine"})
+    assert_problem(r, 403, "forbidden-role")
+    r = await live.act(withdrawn, "withdraw", org.director, {"reason": "not mine"})
     assert_problem(r, 403, "action-wrong_actor")
     r = await live.act(withdrawn, "withdraw", org.manager_a, {"reason": "changed my mind"})
     assert r.status_code == 200, r.text
