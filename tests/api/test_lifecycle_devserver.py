@@ -150,7 +150,7 @@ async def test_full_lifecycle_through_the_api(live: Live) -> None:
     r = await live.act(rid, "approve", org.sales_b1, {"comment": "me too"})
     assert_problem(r, 403, "forbidden-role")
     # an approver who sees the request but is not this level's: the workflow refuses
-    r = await live.act(rid, "approve", org.manager_b, {"comment": "me too"})
+    r = await live.act(rid, "approve", org.hr_staff, {"comment": "me too"})
     assert_problem(r, 403, "action-wrong_actor")
     # the requester may not approve their own request (four-eyes)
     r = await live.act(rid, "approve", org.manager_a, {})
