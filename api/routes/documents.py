@@ -28,9 +28,8 @@ from api.security import Actor
 from api.services.scope import Scope
 from documents.seal import SealConfig, SealError, VerificationReport, verify_sealed_pdf
 from domain.permissions import Action
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.reassignment import ReassignmentRequest, RequestDocument
-from models.types import utcnow
 
 router = APIRouter(prefix="/reassignments", tags=["documents"])
 
@@ -75,11 +74,19 @@ def _readable_request(session: Session, actor: Actor, request_id: int,
         raise not_found(request_id) from exc
 
 
-def _audit(session: Session, actor: Actor, request_id: int, detail: dict[str, Any]) -> None:
-    append_audit_event(session, AuditEvent(
-        occurred_at=utcnow(), event_type=EVENT_READ, request_id=request_id,
-        actor_id=actor.employee_id, detail=detail, chain_index=0, prev_hash="", hash=""))
+def _read_event(session: Session, actor: Actor, event_type: str, request_id: int,
+                detail: dict[str, Any]) -> None:
+    """A read of a personal document: who read whose, of which request (PIPL art. 51)."""
+    request = session.get(ReassignmentRequest, request_id)
+    subject = request.from_employee_id if request is not None else None
+    audit(session, event_type, actor_id=actor.employee_id, request_id=request_id,
+          entity=("reassignment_request", request_id),
+          detail={**detail, "subject_employee_id": subject})
     session.flush()
+
+
+def _audit(session: Session, actor: Actor, request_id: int, detail: dict[str, Any]) -> None:
+    _read_event(session, actor, EVENT_READ, request_id, detail)
 
 
 def _document(session: Session, request_id: int, version: int | None) -> RequestDocument:
@@ -209,10 +216,7 @@ def _agreement_not_found(request_id: int) -> Problem:
 
 def _agreement_audit(session: Session, actor: Actor, request_id: int,
                      detail: dict[str, Any]) -> None:
-    append_audit_event(session, AuditEvent(
-        occurred_at=utcnow(), event_type=EVENT_AGREEMENT_READ, request_id=request_id,
-        actor_id=actor.employee_id, detail=detail, chain_index=0, prev_hash="", hash=""))
-    session.flush()
+    _read_event(session, actor, EVENT_AGREEMENT_READ, request_id, detail)
 
 
 def _agreement_document(session: Session, request_id: int, kind: str,

@@ -11,9 +11,9 @@ from api.deps import SessionFactoryDep, permit
 from api.problems import Problem, problem_responses
 from api.security import Actor
 from domain.permissions import Action
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.evidence import build_evidence_bundle
-from models.types import utcnow
+from models.reassignment import ReassignmentRequest
 
 router = APIRouter(prefix="/reassignments", tags=["evidence"])
 
@@ -33,10 +33,11 @@ def evidence_bundle(request_id: int, actor: Annotated[Actor, permit(Action.EVIDE
             raise Problem(404, "not-found", "No such request",
                           f"Request {request_id} does not exist.") from exc
         # an export of personal data is itself recorded (PIPL Art. 51)
-        append_audit_event(session, AuditEvent(
-            occurred_at=utcnow(), event_type="EVIDENCE_EXPORTED", request_id=request_id,
-            actor_id=actor.employee_id, detail={"files": len(manifest)},
-            chain_index=0, prev_hash="", hash=""))
+        request = session.get(ReassignmentRequest, request_id)
+        audit(session, "EVIDENCE_EXPORTED", actor_id=actor.employee_id, request_id=request_id,
+              entity=("reassignment_request", request_id),
+              detail={"files": len(manifest),
+                      "subject_employee_id": request.from_employee_id if request else None})
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="baton-case-{request_id}-evidence.zip"',
         "Cache-Control": "no-store"})

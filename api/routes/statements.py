@@ -29,7 +29,7 @@ from api.problems import Problem, problem_responses
 from api.security import Actor
 from api.services.scope import Scope
 from domain.permissions import Action
-from models.audit import AuditEvent, append_audit_event
+from models.audit import audit
 from models.commission import StatementStatus
 from models.db import SessionFactory
 from models.statements import (
@@ -41,11 +41,11 @@ from models.statements import (
     list_statements,
     statement_detail,
 )
-from models.types import utcnow
 
 router = APIRouter(prefix="/statements", tags=["statements"])
 
 EVENT_READ = "STATEMENT_READ"
+EVENT_LISTED = "STATEMENTS_LISTED"
 EVENT_EXPORTED = "STATEMENT_EXPORTED"
 StatementReader = Annotated[Actor, permit(Action.STATEMENTS_READ)]
 PayrollExporter = Annotated[Actor, permit(Action.STATEMENTS_EXPORT)]
@@ -75,10 +75,11 @@ def _not_found(employee_id: int, period: str) -> Problem:
                    "outside your data scope.")
 
 
-def _audit(session: Session, actor: Actor, event_type: str, detail: dict[str, Any]) -> None:
-    append_audit_event(session, AuditEvent(
-        occurred_at=utcnow(), event_type=event_type, actor_id=actor.employee_id,
-        detail=detail, chain_index=0, prev_hash="", hash=""))
+def _audit(session: Session, actor: Actor, event_type: str, detail: dict[str, Any],
+           subject: int | None = None) -> None:
+    """A read of salary data, naming the reader and whose statement (PIPL art. 51)."""
+    audit(session, event_type, actor_id=actor.employee_id, detail=detail,
+          entity=("employee", subject) if subject is not None else None)
     session.flush()
 
 
@@ -228,6 +229,12 @@ def get_statements(
         items, total = list_statements(session, statement_scope(session, actor),
                                        employee_id=employee_id, period=period, status=status,
                                        limit=limit, offset=offset)
+        if items:  # the list carries totals per person: a read of their pay as well
+            _audit(session, actor, EVENT_LISTED, {
+                "filters": {"employee_id": employee_id, "period": period,
+                            "status": status.value if status else None},
+                "statements": [[h.employee_id, h.period] for h in items]},
+                subject=employee_id)
     return StatementPage(items=[_out(h) for h in items], total=total, limit=limit,
                          offset=offset)
 
@@ -263,7 +270,8 @@ def _read(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
         if detail is None:
             raise _not_found(employee_id, period)
         _audit(session, actor, EVENT_READ,
-               {"employee_id": employee_id, "period": period, "format": fmt})
+               {"employee_id": employee_id, "period": period, "format": fmt},
+               subject=employee_id)
     return detail
 
 

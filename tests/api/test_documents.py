@@ -124,7 +124,12 @@ async def test_each_read_is_an_audit_event_with_ids_only(api, report):
         document = s.exec(select(RequestDocument).where(
             RequestDocument.request_id == request_id)).one()
         assert verify_chain(s)[0]
-    assert events[1].detail == {"document_id": document.id, "version": 1, "format": "pdf"}
+    assert events[1].detail == {"document_id": document.id, "version": 1, "format": "pdf",
+                                "subject_employee_id": api.org.sales_a1}
+    # the event names what was read and whose it is, by id only
+    assert (events[1].entity_type, events[1].entity_id) == ("reassignment_request",
+                                                            str(request_id))
     for event in events:  # ids only: no names, no amounts, no document content
-        assert set(event.detail) <= {"document_id", "version", "format", "versions"}
+        assert set(event.detail) <= {"document_id", "version", "format", "versions",
+                                     "subject_employee_id"}
         assert all(isinstance(v, int | str | list) for v in event.detail.values())
