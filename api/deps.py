@@ -58,16 +58,13 @@ def auth_problem(err: AuthError) -> Problem:
                    extra=err.extra)
 
 
-def get_current_actor(
-    request: Request,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-    settings: SettingsDep,
-    sessions: SessionFactoryDep,
-) -> Actor:
-    """The caller, from `Authorization: Bearer` or else the browser session cookie.
+def authenticate_request(
+    request: Request, token: str | None, settings: Settings, sessions: SessionFactory,
+) -> tuple[Actor, bool]:
+    """The caller and whether the session cookie (not a Bearer header) authenticated them.
 
-    A cookie is sent by the browser on its own, so a cookie-authenticated unsafe request must
-    also carry the session's CSRF token (api/sessions.py); a Bearer header needs none.
+    Raises 401 problems; checks no CSRF (the caller's flavour decides how: see
+    get_current_actor here and web/deps.py for pages, which also accept a form field).
     """
     via_cookie = False
     if not token:
@@ -84,9 +81,24 @@ def get_current_actor(
             check_still_active(session, actor)
     except AuthError as err:
         raise auth_problem(err) from err
+    request.state.auth_via = "cookie" if via_cookie else "bearer"
+    return actor, via_cookie
+
+
+def get_current_actor(
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+) -> Actor:
+    """The caller, from `Authorization: Bearer` or else the browser session cookie.
+
+    A cookie is sent by the browser on its own, so a cookie-authenticated unsafe request must
+    also carry the session's CSRF token (api/sessions.py); a Bearer header needs none.
+    """
+    actor, via_cookie = authenticate_request(request, token, settings, sessions)
     if via_cookie:
         check_csrf(request, actor, settings)
-    request.state.auth_via = "cookie" if via_cookie else "bearer"
     return actor
 
 

@@ -11,16 +11,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, or_
-from sqlmodel import col, select
 
 from api.deps import SessionDep, permit
 from api.problems import problem_responses
 from api.security import Actor
+from api.services import directory
 from api.services.scope import Scope
 from domain.masking import mask_email, mask_name, mask_phone
 from domain.permissions import Action
-from models.customer import Assignment, Customer
+from models.customer import Customer
 from models.org import Employee, EmploymentStatus
 
 router = APIRouter(tags=["directory"])
@@ -98,18 +97,8 @@ def list_employees(
 ) -> EmployeePage:
     """Employees within your scope, by employee number."""
     scope = Scope(session, actor)
-    conditions = []
-    clause = scope.employees()
-    if clause is not None:
-        conditions.append(clause)
-    if q:
-        conditions.append(or_(col(Employee.name).contains(q),
-                              col(Employee.employee_no).contains(q)))
-    if status is not None:
-        conditions.append(Employee.status == status)
-    total = session.exec(select(func.count()).select_from(Employee).where(*conditions)).one()
-    rows = session.exec(select(Employee).where(*conditions).order_by(col(Employee.employee_no))
-                        .limit(limit).offset(offset)).all()
+    rows, total = directory.employee_rows(session, scope, q=q, status=status, limit=limit,
+                                          offset=offset)
     masked = not scope.sees_employee_contacts
     return EmployeePage(items=[present_employee(e, masked=masked) for e in rows],
                         total=int(total), limit=limit, offset=offset)
@@ -127,20 +116,9 @@ def list_customers(
     """Customers within your scope (a salesperson: their own; a manager: their team's), by code,
     with their current owner."""
     scope = Scope(session, actor)
-    owner = (select(Assignment.customer_id, Assignment.employee_id)
-             .where(col(Assignment.end_at).is_(None)).subquery())
-    conditions = []
-    clause = scope.customers()
-    if clause is not None:
-        conditions.append(clause)
-    if q:
-        conditions.append(or_(col(Customer.name).contains(q), col(Customer.code).contains(q)))
-    if owner_employee_id is not None:
-        conditions.append(owner.c.employee_id == owner_employee_id)
-    base = select(Customer, owner.c.employee_id).outerjoin(
-        owner, owner.c.customer_id == Customer.id).where(*conditions)
-    total = session.exec(select(func.count()).select_from(base.subquery())).one()
-    rows = session.exec(base.order_by(col(Customer.code)).limit(limit).offset(offset)).all()
+    rows, total = directory.customer_rows(session, scope, q=q,
+                                          owner_employee_id=owner_employee_id, limit=limit,
+                                          offset=offset)
     masked = not scope.sees_customer_contacts
     return CustomerPage(items=[present_customer(c, o, masked=masked) for c, o in rows],
                         total=int(total), limit=limit, offset=offset)

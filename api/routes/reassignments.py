@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import ValidationError
-from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
-from temporalio.service import RPCError
 
 from api.deps import (
     OptionalTemporalClientDep,
@@ -23,8 +18,6 @@ from api.problems import (
     FieldError,
     Problem,
     problem_responses,
-    temporal_unavailable_problem,
-    validation_errors,
 )
 from api.routes.signing import reauthenticate
 from api.schemas import (
@@ -42,13 +35,13 @@ from api.schemas import (
 )
 from api.security import Actor
 from api.services import reassignments as service
-from api.services.scope import Scope, org_today
-from api.services.workflow_calls import closed_problem, execute_action, live_state
+from api.services.actions import act as _act
+from api.services.scope import Scope
+from api.services.workflow_calls import live_state
 from domain.permissions import Action
 from domain.stages import Stage
 from domain.workflow_dto import (
     ActionInput,
-    LevelStatus,
     ReasonedActionInput,
     ReassignApprovalInput,
     ReassignmentState,
@@ -57,8 +50,6 @@ from domain.workflow_dto import (
 )
 from models.db import SessionFactory
 from models.org import Employee, EmploymentStatus
-from models.reassignment import ApprovalStep
-from settings import Settings
 
 router = APIRouter(prefix="/reassignments", tags=["reassignments"])
 
@@ -114,18 +105,7 @@ async def submit(
     key = _check_key(idempotency_key)
     submission = await run_in_threadpool(service.submit_request, sessions, actor, body, key)
     out = submission.request
-    if submission.needs_start:
-        # The row is committed first: if Temporal is down it stays SUBMITTED, and a retry
-        # with the same key finds it and starts the workflow.
-        retry = (f"Request {out.id} was saved, but its workflow could not be started. Send "
-                 "the same request again with the same Idempotency-Key to start it.")
-        if client is None:
-            raise temporal_unavailable_problem(retry).with_extra(request_id=out.id)
-        try:
-            await service.start_workflow(client, settings, out, fresh=submission.created)
-        except RPCError as exc:
-            raise temporal_unavailable_problem(f"{retry} ({exc.message})").with_extra(
-                request_id=out.id) from exc
+    await service.start_submitted(client, settings, submission)
     response.status_code = 201 if submission.created else 200
     response.headers["Location"] = str(request.url_for("get_request", request_id=out.id).path)
     return out
@@ -189,57 +169,6 @@ def get_audit(request_id: int, actor: RequestAuditReadActor, session: SessionDep
 # --- actions ---------------------------------------------------------------------------------
 
 ACTION_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503, 504)
-
-
-@dataclass(frozen=True)
-class _Target:
-    workflow_id: str | None
-    stage: Stage
-    on_behalf_of: int | None = None
-
-
-def _target(sessions: SessionFactory, settings: Settings, actor: Actor, request_id: int, *,
-            decision: bool) -> _Target:
-    """The request's workflow, 404 when out of scope; for a decision, the approver the actor
-    stands in for when they are not an approver of the open level themselves."""
-    with sessions() as session:
-        scope = Scope(session, actor, org_today(settings.org_timezone))
-        request = scope.request(request_id)
-        on_behalf_of = None
-        if decision and scope.delegators:
-            step = session.exec(select(ApprovalStep).where(
-                ApprovalStep.request_id == request_id,
-                ApprovalStep.status == LevelStatus.PENDING.value)).first()
-            if step is not None:
-                eligible = [step.approver_id, *(step.escalated_to or [])]
-                if actor.employee_id not in eligible:
-                    on_behalf_of = next((e for e in eligible if e in scope.delegators), None)
-        return _Target(request.workflow_id, Stage(request.stage), on_behalf_of)
-
-
-async def _act(
-    request_id: int, actor: Actor, sessions: SessionFactory, settings: Settings,
-    client: OptionalTemporalClientDep, update: str, build: Callable[[dict[str, Any]], ActionInput],
-    *, decision: bool = False,
-) -> ReassignmentState:
-    """Shared path of every action: 404 out of scope, build the input (actor from the token,
-    plus `on_behalf_of` under a delegation), then the workflow Update."""
-    target = await run_in_threadpool(_target, sessions, settings, actor, request_id,
-                                     decision=decision)
-    if target.workflow_id is None:
-        raise closed_problem(request_id, target.stage)
-    who = {"actor_id": actor.employee_id, "actor_roles": sorted(actor.roles),
-           "on_behalf_of": target.on_behalf_of}
-    try:
-        arg = build(who)
-    except ValidationError as exc:
-        raise Problem(422, "validation-failed", "The action is not valid",
-                      "Fix the fields listed in `errors` and send the action again.",
-                      errors=validation_errors(exc.errors())) from exc
-    if client is None:
-        raise temporal_unavailable_problem()
-    return await execute_action(client, request_id=request_id, workflow_id=target.workflow_id,
-                                stage=target.stage, update=update, arg=arg)
 
 
 @router.post("/{request_id}/approve", response_model=ReassignmentState,

@@ -20,7 +20,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.problems import FieldError, Problem
+from api.problems import FieldError, Problem, temporal_unavailable_problem
 from api.schemas import (
     AppealOut,
     ApprovalStepOut,
@@ -271,6 +271,28 @@ async def start_workflow(
     except WorkflowAlreadyStartedError:
         if fresh:
             await _refuse_stale_workflow(client, request)
+
+
+async def start_submitted(client: Client | None, settings: Settings,
+                          submission: Submission) -> None:
+    """After a submit: start the request's workflow unless it certainly runs or ran.
+
+    The row is committed first: if Temporal is down it stays SUBMITTED, and a retry with the
+    same Idempotency-Key finds it and starts the workflow. Raises the 503 problem (with the
+    saved request's id) when Temporal cannot be reached.
+    """
+    if not submission.needs_start:
+        return
+    out = submission.request
+    retry = (f"Request {out.id} was saved, but its workflow could not be started. Send "
+             "the same request again with the same Idempotency-Key to start it.")
+    if client is None:
+        raise temporal_unavailable_problem(retry).with_extra(request_id=out.id)
+    try:
+        await start_workflow(client, settings, out, fresh=submission.created)
+    except RPCError as exc:
+        raise temporal_unavailable_problem(f"{retry} ({exc.message})").with_extra(
+            request_id=out.id) from exc
 
 
 async def _refuse_stale_workflow(client: Client, request: RequestOut) -> None:
