@@ -33,6 +33,7 @@ from api.routes import valuations as valuations_routes
 from api.temporal import TemporalConnector, TemporalUnavailable
 from models.db import engine_for, session_factory
 from settings import Settings, get_settings
+from web import install_web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(my_data_routes.router, prefix=API_PREFIX)
     # the Temporal UI's codec server at /codec (CORS for the UI's origin there only)
     codec_routes.install_codec_server(app, settings, API_PREFIX)
+    # the pages (web/): /, /login, /logout, /app/..., /static; errors on them are pages
+    install_web(app)
     return app
 
 

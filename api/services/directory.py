@@ -10,8 +10,10 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from api.services.scope import Scope
+from domain.stages import TERMINAL_STAGES
 from models.customer import Assignment, Customer, Order
 from models.org import Employee, EmploymentStatus
+from models.reassignment import ReassignmentRequest, RequestCustomer
 from models.valuation_queries import latest_snapshots
 
 YEAR = timedelta(days=365)
@@ -42,10 +44,12 @@ def employee_rows(
 
 def customer_rows(
     session: Session, scope: Scope, *, q: str | None = None,
-    owner_employee_id: int | None = None, limit: int = 100, offset: int = 0,
+    owner_employee_id: int | None = None, ids: list[int] | None = None, limit: int = 100,
+    offset: int = 0,
 ) -> tuple[list[tuple[Customer, int | None]], int]:
     """Customers within the scope (a salesperson: their own; a manager: their team's), by
-    code, each with its current owner's id: (page, total)."""
+    code, each with its current owner's id: (page, total). `ids` narrows to those customers
+    (the ones outside the scope are simply missing)."""
     owner = (select(Assignment.customer_id, Assignment.employee_id)
              .where(col(Assignment.end_at).is_(None)).subquery())
     conditions = []
@@ -56,6 +60,8 @@ def customer_rows(
         conditions.append(or_(col(Customer.name).contains(q), col(Customer.code).contains(q)))
     if owner_employee_id is not None:
         conditions.append(owner.c.employee_id == owner_employee_id)
+    if ids is not None:
+        conditions.append(col(Customer.id).in_(ids))
     base = select(Customer, owner.c.employee_id).outerjoin(
         owner, owner.c.customer_id == Customer.id).where(*conditions)
     total = session.exec(select(func.count()).select_from(base.subquery())).one()
@@ -95,3 +101,27 @@ def customer_figures(session: Session, customer_ids: list[int],
             expected_revenue_fen=snap.expected_revenue_fen if snap else None,
             method=snap.method if snap else None)
     return figures
+
+
+def open_requests(session: Session, customer_ids: list[int]) -> dict[int, int]:
+    """The open (not yet closed) request each customer is in, if any: customer id -> request
+    id. A new request cannot include these (the OPEN_REQUEST policy check)."""
+    if not customer_ids:
+        return {}
+    rows = session.exec(
+        select(RequestCustomer.customer_id, ReassignmentRequest.id)
+        .join(ReassignmentRequest, col(ReassignmentRequest.id) == RequestCustomer.request_id)
+        .where(col(RequestCustomer.customer_id).in_(customer_ids),
+               col(ReassignmentRequest.stage).not_in([s.value for s in TERMINAL_STAGES]))
+    ).all()
+    return {int(cid): int(rid) for cid, rid in rows if rid is not None}
+
+
+def employees_by_id(session: Session, ids: set[int] | list[int]) -> dict[int, Employee]:
+    """The named employees (no scope: for labelling people already shown by id, such as a
+    visible request's parties and approvers)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.exec(select(Employee).where(col(Employee.id).in_(wanted))).all()
+    return {e.id: e for e in rows if e.id is not None}

@@ -1,0 +1,15 @@
+"""The page routes: one module per journey, all in `router` (mounted at the root).
+
+A journey module has its own APIRouter; add it to the list below. Page routes are left out of
+the OpenAPI schema (they answer HTML).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from web.routes import auth, customers, home, requests
+
+router = APIRouter(include_in_schema=False)
+for journey in (auth, home, customers, requests):
+    router.include_router(journey.router)
