@@ -20,6 +20,7 @@ from sqlmodel import Session, func, select
 from domain.policy import ApprovalLevelRule, PolicyRules
 from domain.stages import Reason, Role
 from models.audit import audit
+from models.commission import CommissionPlan
 from models.customer import Assignment, AssignmentSource, Customer, Order
 from models.org import Employee, OrgUnit, UserAccount
 from models.passwords import hash_password
@@ -31,6 +32,10 @@ DEMO_POLICY_NAME = "demo"
 # The biggest single demo customer (about 2.4M yuan) stays below it; moving the whole book of
 # E103 or E106 (about 5M yuan each) crosses it.
 DEMO_LEGAL_THRESHOLD_FEN = 400_000_000
+# every salesperson's commission plan: 3 % on customers they found, 2 % on inherited ones
+# (the policy's inherited rate), so a preview shows a real income impact
+DEMO_BASE_RATE_BP = 300
+DEMO_INHERITED_RATE_BP = 200
 CUSTOMER_COUNT = 60
 SEED = 42
 
@@ -111,7 +116,7 @@ def demo_policy_rules() -> PolicyRules:
         legal_threshold_fen=DEMO_LEGAL_THRESHOLD_FEN,
         protection_period=timedelta(minutes=5),
         protection_share_bp=5_000,
-        inherited_rate_bp=200,
+        inherited_rate_bp=DEMO_INHERITED_RATE_BP,
         compensation_pct_of_loss_bp=5_000,
         cooling_off_max=2,
         cooling_off_window=timedelta(days=90),
@@ -133,8 +138,8 @@ def load_demo_data(session: Session, now: datetime) -> dict[str, int]:
     now = now.astimezone(UTC)
     rng = random.Random(SEED)
     counts = dict.fromkeys(
-        ["org_units", "employees", "user_accounts", "customers", "assignments", "orders",
-         "policy_versions"], 0)
+        ["org_units", "employees", "user_accounts", "commission_plans", "customers",
+         "assignments", "orders", "policy_versions"], 0)
 
     units: dict[str, OrgUnit] = {}
     for key, (name, function, parent, _head) in _UNITS.items():
@@ -171,6 +176,13 @@ def load_demo_data(session: Session, now: datetime) -> dict[str, int]:
         counts["user_accounts"] += 1
 
     sellers = [employees[no] for no, _n, role, _u, _m in _PEOPLE if role == Role.SALES]
+    for no, _name, role, _unit, _manager in _PEOPLE:
+        if role in (Role.SALES, Role.MANAGER):  # managers hold the sales role too
+            session.add(CommissionPlan(employee_id=employees[no].id,
+                                       effective_from=now - timedelta(days=3 * 365),
+                                       base_rate_bp=DEMO_BASE_RATE_BP,
+                                       inherited_rate_bp=DEMO_INHERITED_RATE_BP))
+            counts["commission_plans"] += 1
     used_names: set[str] = set()
     for i in range(CUSTOMER_COUNT):
         owner = sellers[i % len(sellers)]

@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from api.sessions import CSRF_COOKIE, csrf_token
-from documents.formatting import money, percent_bp
+from documents.formatting import money, percent_bp, timezone_name
 from settings import Settings
 from web import labels
 from web.deps import CSRF_FIELD, PageUser
@@ -186,7 +186,7 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
         "datetime": partial(_datetime, locale=locale, tz=tz),
         "date": partial(_date, locale=locale, tz=tz),
         "now": datetime.now(UTC),
-        "timezone": tz,
+        "timezone": timezone_name(tz, HTML_LANG[locale]),
     }
     env_ctx.update(context or {})
     body = env.get_template(template).render(env_ctx)

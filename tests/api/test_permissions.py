@@ -1,10 +1,13 @@
 """The permission table, enforced: every endpoint as every role, and the data scopes.
 
 The table is domain/permissions.py (and docs/PERMISSIONS.md, generated from it). Each route
-declares exactly one action through `permit()`/`public()`; this file finds that declaration on
-every route, calls the route once per role, and checks that it is refused with 403
-`forbidden-role` exactly when the table says no. Then the scope: records outside the caller's
-org-unit subtree or involvement answer 404 and are missing from lists.
+declares exactly one action through `permit()`/`public()` (pages: `page_permit()`/
+`page_public()`, subclasses of the same dependencies); this file finds that declaration on
+every route, API and page alike, calls the route once per role, and checks that it is refused
+with 403 `forbidden-role` exactly when the table says no (a page answers its HTML 403 page
+with the header `X-Problem-Type: .../forbidden-role`). Without a login an API route answers
+401 and a page 303 to /login. Then the scope: records outside the caller's org-unit subtree
+or involvement answer 404 and are missing from lists.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def declared_actions(route: Endpoint) -> list[Action]:
     return found
 
 
+def is_page(route: Endpoint) -> bool:
+    """A web page (web/routes/), not an API or codec endpoint."""
+    return not route.path.startswith(("/api/", "/codec"))
+
+
 def api_routes(app: Any) -> list[Endpoint]:
     """Every endpoint with its full path (FastAPI >= 0.16x keeps included routers nested)."""
     found: list[Endpoint] = []
@@ -73,6 +81,7 @@ def api_routes(app: Any) -> list[Endpoint]:
 async def test_every_endpoint_declares_exactly_one_action(api: Api) -> None:
     routes = api_routes(api.app)
     assert len(routes) > 40  # the whole API, not an empty list that passes vacuously
+    assert len([r for r in routes if is_page(r)]) >= 10  # and the pages
     undeclared = {f"{sorted(r.methods)} {r.path}": declared_actions(r) for r in routes
                   if len(declared_actions(r)) != 1}
     assert undeclared == {}, "each route needs exactly one permit()/public() dependency"
@@ -172,9 +181,13 @@ async def _call(api: Api, route: Endpoint, url: str, headers: dict[str, str]) ->
 
 
 def _is_role_refusal(response: Any) -> bool:
-    return (response.status_code == 403
-            and response.headers.get("content-type", "").startswith("application/problem+json")
-            and response.json().get("type") == FORBIDDEN)
+    if response.status_code != 403:
+        return False
+    if response.headers.get("content-type", "").startswith("application/problem+json"):
+        return bool(response.json().get("type") == FORBIDDEN)
+    # a page: the HTML 403 page names the problem type in a header
+    return (response.headers.get("content-type", "").startswith("text/html")
+            and response.headers.get("x-problem-type") == FORBIDDEN)
 
 
 async def test_every_endpoint_as_every_role(api: Api, world: World) -> None:
@@ -208,6 +221,9 @@ async def test_every_endpoint_without_login_is_401_except_the_public_ones(
         response = await _call(api, route, _url(route, world.path_values), {})
         if action in PUBLIC_ACTIONS:
             assert response.status_code != 401 or route.path.endswith("/refresh"), route.path
+        elif is_page(route):  # to the login form, and back here afterwards
+            assert response.status_code == 303, (route.path, response.status_code)
+            assert response.headers["location"].startswith("/login?next="), route.path
         else:
             assert response.status_code == 401, (route.path, response.status_code)
 

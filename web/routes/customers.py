@@ -65,6 +65,8 @@ def customers_context(session: Session, actor: Actor, *, q: str | None = None,
         "q": q or "", "owner": owner, "salespeople": salespeople,
         "can_submit": permitted(actor.roles, Action.REQUEST_SUBMIT),
         "selected": set(selected or []), "error": error,
+        # the valuation columns only once a valuation run has valued some customer
+        "valued": any(f.tier is not None for f in figures.values()),
     }
 
 
