@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres documents-deps run test lint fmt bench
+.PHONY: help install postgres documents-deps browser run test lint fmt bench i18n
 
 help:
 	@echo "make install  create .venv and install Baton with its dev dependencies"
@@ -19,10 +19,11 @@ help:
 	@echo "make test     run the whole test suite (PYTEST_ARGS='-k ...' to narrow it)"
 	@echo "make lint     ruff check"
 	@echo "make fmt      ruff format"
+	@echo "make i18n     extract the pages' strings, update and compile the zh_CN and en catalogs"
 	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
 	@echo "              and valuation refresh vs. its aggregate query (20k customers, 1M orders; VALUATION_BENCH_ARGS='...')"
 
-install: $(STAMP) postgres documents-deps
+install: $(STAMP) postgres documents-deps browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -59,6 +60,32 @@ documents-deps:
 			echo "note: missing Debian packages for PDF reports: $$missing" >&2; \
 		fi; \
 	fi
+
+# The e2e tests (tests/e2e, `pytest -m e2e`) drive Debian's chromium through Playwright; we
+# never run `playwright install` (no browser downloads), so install it from apt as root.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update && apt-get install -y --no-install-recommends chromium; \
+		else \
+			echo "note: chromium is missing; the browser tests (tests/e2e) cannot run" >&2; \
+		fi; \
+	fi
+
+# The pages' translations (web/translations): extract every marked string from web/ (babel.cfg;
+# keywords _, gettext, ngettext, N_ and t's 2nd argument), merge it into both catalogs, copy
+# new English entries from their msgid, compile. New Chinese entries are left empty for a
+# person to translate: tests/web/test_i18n.py fails until they are (and on fuzzy ones).
+I18N_DIR := web/translations
+i18n: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k t:2 --no-location --sort-output \
+		--project Baton --copyright-holder Baton -o $(I18N_DIR)/messages.pot .
+	$(BIN)/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) --ignore-obsolete
+	$(BIN)/python -m web.i18n_catalogs fill-en
+	$(BIN)/pybabel compile -d $(I18N_DIR) --statistics
+	@$(BIN)/python -m web.i18n_catalogs check || \
+		echo "translate the entries above in $(I18N_DIR)/zh_CN/LC_MESSAGES/messages.po, then run make i18n again" >&2
 
 run: install
 	$(BIN)/python cli.py dev
