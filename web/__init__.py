@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from web.errors import install_error_pages
+from web.errors import PAGE_PREFIXES, install_error_pages
 from web.routes import router
 from web.static_files import STATIC_PATH, static_app
+from web.timing import ServerTimingMiddleware
 
 
 def install_web(app: FastAPI) -> None:
     app.mount(STATIC_PATH, static_app(), name="static")
     app.include_router(router)
     install_error_pages(app)
+    app.add_middleware(ServerTimingMiddleware, prefixes=PAGE_PREFIXES)
 
 
 __all__ = ["install_web"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import threading
@@ -169,20 +170,42 @@ def base_url(stack: Stack) -> str:
 # --- helpers for journey tests -------------------------------------------------------------------
 
 
-class CspWatch:
-    """Collects Content-Security-Policy violations reported on the browser console."""
+PAGE_BUDGET_MS = 300.0  # server time of any page or fragment (the Server-Timing header)
+TIMINGS: list[tuple[float, str]] = []
+
+
+class PageWatch:
+    """Collects Content-Security-Policy violations reported on the browser console, and the
+    server time of every page and fragment (Server-Timing: app;dur=...)."""
 
     def __init__(self, page: Any) -> None:
         self.violations: list[str] = []
+        self.timings: list[tuple[float, str]] = []
         page.on("console", self._on_console)
+        page.on("response", self._on_response)
+
+    def watch(self, page: Any) -> None:
+        page.on("console", self._on_console)
+        page.on("response", self._on_response)
 
     def _on_console(self, message: Any) -> None:
         text = message.text
         if "Content Security Policy" in text or "Content-Security-Policy" in text:
             self.violations.append(text)
 
+    def _on_response(self, response: Any) -> None:
+        header = response.headers.get("server-timing", "")
+        found = re.search(r"app;dur=([0-9.]+)", header)
+        if found:
+            entry = (float(found.group(1)), f"{response.request.method} {response.url}")
+            self.timings.append(entry)
+            TIMINGS.append(entry)
 
-def new_page(browser: Any, base_url: str, device: str) -> tuple[Any, Any, CspWatch]:
+    def slow(self, budget_ms: float = PAGE_BUDGET_MS) -> list[tuple[float, str]]:
+        return [t for t in self.timings if t[0] > budget_ms]
+
+
+def new_page(browser: Any, base_url: str, device: str) -> tuple[Any, Any, PageWatch]:
     """A fresh context (own cookies) at the device's size, and a page with a CSP watch."""
     options: dict[str, Any] = {"base_url": base_url, "locale": "zh-CN",
                                "timezone_id": "Asia/Shanghai"}
@@ -193,7 +216,7 @@ def new_page(browser: Any, base_url: str, device: str) -> tuple[Any, Any, CspWat
     context = browser.new_context(**options)
     context.set_default_timeout(15_000)
     page = context.new_page()
-    return context, page, CspWatch(page)
+    return context, page, PageWatch(page)
 
 
 def login(page: Any, username: str, *, password: str = DEMO_PASSWORD, lang: str = "zh") -> None:
@@ -233,6 +256,11 @@ def check_a11y(page: Any, label: str) -> list[dict[str, Any]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        slowest = sorted(TIMINGS, reverse=True)[:5]
+        terminalreporter.write_line(
+            f"page server time: {len(TIMINGS)} responses, slowest: "
+            + "; ".join(f"{ms:.0f} ms {what}" for ms, what in slowest))
     if not AXE_RESULTS:
         return
     pages = len(AXE_RESULTS)
