@@ -13,6 +13,7 @@ REPORT_READ or AGREEMENT_READ, with ids only (who, which request, which version 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -107,6 +108,13 @@ def _read(session: Session, actor: Actor, request_id: int, version: int | None,
     _audit(session, actor, request_id, {"document_id": document.id,
                                         "version": document.version, "format": fmt})
     return document
+
+
+def read_report(session: Session, actor: Actor, request_id: int, version: int | None,
+                fmt: Literal["pdf", "html"]) -> RequestDocument:
+    """A report version the caller may read (404 otherwise), recorded as REPORT_READ: the
+    API's downloads and the report page read through here."""
+    return _read(session, actor, request_id, version, fmt)
 
 
 def _headers(document: RequestDocument, extension: str, **extra: str) -> dict[str, str]:
@@ -237,6 +245,37 @@ def _pdf_response(document: RequestDocument, name: str) -> Response:
         "Content-Disposition": f'inline; filename="{filename}"',
         "Cache-Control": "private, no-store", "ETag": f'"{document.sha256}"',
         "X-Content-SHA256": document.sha256, "Content-Language": document.language})
+
+
+@dataclass(frozen=True)
+class AgreementRef:
+    """The newest agreement version, without its bytes."""
+
+    document_id: int
+    version: int
+    sha256: str
+    language: str
+    created_at: datetime
+
+
+def read_latest_agreement(session: Session, actor: Actor, request_id: int,
+                          fmt: str) -> AgreementRef | None:
+    """The newest agreement version of a request the caller may read (404 otherwise), or None
+    before one is rendered; a found one is recorded as AGREEMENT_READ with `fmt` (the signing
+    page shows its terms and hash)."""
+    _readable_request(session, actor, request_id, _agreement_not_found)
+    row = session.exec(
+        select(RequestDocument.id, RequestDocument.version,  # type: ignore[call-overload]
+               RequestDocument.sha256, RequestDocument.language, RequestDocument.created_at)
+        .where(RequestDocument.request_id == request_id, RequestDocument.kind == AGREEMENT)
+        .order_by(col(RequestDocument.version).desc())).first()
+    if row is None:
+        return None
+    ref = AgreementRef(document_id=int(row[0]), version=int(row[1]), sha256=row[2],
+                       language=row[3], created_at=row[4])
+    _agreement_audit(session, actor, request_id, {"document_id": ref.document_id,
+                                                  "version": ref.version, "format": fmt})
+    return ref
 
 
 @router.get("/{request_id}/agreement", response_model=AgreementVersionsOut,

@@ -19,7 +19,7 @@ from api.problems import (
     Problem,
     problem_responses,
 )
-from api.routes.signing import reauthenticate
+from api.routes.signing import sign_agreement
 from api.schemas import (
     ApproveIn,
     AuditList,
@@ -46,7 +46,6 @@ from domain.workflow_dto import (
     ReassignApprovalInput,
     ReassignmentState,
     ResolveAppealInput,
-    SignInput,
 )
 from models.db import SessionFactory
 from models.org import Employee, EmploymentStatus
@@ -241,14 +240,7 @@ async def sign(request_id: int, body: SignIn, http: Request, actor: RequestSignA
     """The affected salesperson signs one agreement version, after re-authenticating by a
     one-time code or a passkey for that version (routes/signing.py); the evidence is taken
     from this call."""
-    ip = http.client.host if http.client else None
-    user_agent = (http.headers.get("user-agent") or "")[:500] or None
-    reauth = await reauthenticate(request_id, body, actor, sessions, settings, client)
-    return await _act(request_id, actor, sessions, settings, client, "sign",
-                      lambda who: SignInput(**who, typed_name=body.typed_name,
-                                        document_hash=body.document_sha256, method=reauth.method,
-                                        credential_id=reauth.credential_id,
-                                        ip=ip, user_agent=user_agent))
+    return await sign_agreement(request_id, body, http, actor, sessions, settings, client)
 
 
 @router.post("/{request_id}/decline", response_model=ReassignmentState,

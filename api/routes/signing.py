@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -26,10 +26,11 @@ from api.deps import OptionalTemporalClientDep, SessionFactoryDep, SettingsDep, 
 from api.problems import FieldError, Problem, problem_responses, temporal_unavailable_problem
 from api.schemas import SignIn
 from api.security import Actor
+from api.services.actions import act
 from api.services.scope import Scope
 from api.services.workflow_calls import closed_problem, live_state
 from domain.permissions import Action
-from domain.workflow_dto import ActionRejection
+from domain.workflow_dto import ActionRejection, ReassignmentState, SignInput
 from models import signing_service as service
 from models.db import SessionFactory
 from models.signing_service import Reauth, Signer, SigningConfig, SigningError
@@ -224,7 +225,7 @@ async def delete_my_passkey(passkey_id: int, actor: PasskeyOwner,
     return Response(status_code=204)
 
 
-# --- used by POST /reassignments/{id}/sign ---------------------------------------------------
+# --- used by POST /reassignments/{id}/sign and the signing page --------------------------
 
 
 async def reauthenticate(request_id: int, body: SignIn, actor: Actor,
@@ -260,3 +261,19 @@ async def reauthenticate(request_id: int, body: SignIn, actor: Actor,
         reauth = await _call(sessions, service.verify_passkey, cfg, signer,
                              body.document_sha256, body.passkey_assertion)
     return reauth
+
+
+async def sign_agreement(request_id: int, body: SignIn, http: Request, actor: Actor,
+                         sessions: SessionFactory, settings: Settings,
+                         client: Any) -> ReassignmentState:
+    """POST /reassignments/{id}/sign and the signing page: re-authenticate for the document
+    version, then the workflow's sign Update, with the evidence (IP, user agent) of this call."""
+    ip = http.client.host if http.client else None
+    user_agent = (http.headers.get("user-agent") or "")[:500] or None
+    reauth = await reauthenticate(request_id, body, actor, sessions, settings, client)
+    return await act(request_id, actor, sessions, settings, client, "sign",
+                     lambda who: SignInput(**who, typed_name=body.typed_name,
+                                           document_hash=body.document_sha256,
+                                           method=reauth.method,
+                                           credential_id=reauth.credential_id,
+                                           ip=ip, user_agent=user_agent))

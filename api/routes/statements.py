@@ -226,15 +226,8 @@ def get_statements(
     """Statements within the caller's scope, one per employee and month with commission
     lines, newest month first. Totals are in fen; a FINAL month never changes."""
     with sessions() as session:
-        items, total = list_statements(session, statement_scope(session, actor),
-                                       employee_id=employee_id, period=period, status=status,
-                                       limit=limit, offset=offset)
-        if items:  # the list carries totals per person: a read of their pay as well
-            _audit(session, actor, EVENT_LISTED, {
-                "filters": {"employee_id": employee_id, "period": period,
-                            "status": status.value if status else None},
-                "statements": [[h.employee_id, h.period] for h in items]},
-                subject=employee_id)
+        items, total = read_list(session, actor, employee_id=employee_id, period=period,
+                                 status=status, limit=limit, offset=offset)
     return StatementPage(items=[_out(h) for h in items], total=total, limit=limit,
                          offset=offset)
 
@@ -260,6 +253,30 @@ def export_statements(
          r.header.adjustment_fen, yuan(r.header.adjustment_fen), r.header.line_count]
         for r in rows))
     return _csv_response(content, f"commission-statements-{period}.csv")
+
+
+def read_list(session: Session, actor: Actor, *, employee_id: int | None = None,
+              period: str | None = None, status: StatementStatus | None = None,
+              limit: int = 50, offset: int = 0) -> tuple[list[StatementHeader], int]:
+    """Statements in the caller's scope, and the STATEMENTS_LISTED audit event when any is
+    shown (the list carries totals per person: a read of their pay as well). The API's list
+    and the statements page both read through here."""
+    items, total = list_statements(session, statement_scope(session, actor),
+                                   employee_id=employee_id, period=period, status=status,
+                                   limit=limit, offset=offset)
+    if items:
+        _audit(session, actor, EVENT_LISTED, {
+            "filters": {"employee_id": employee_id, "period": period,
+                        "status": status.value if status else None},
+            "statements": [[h.employee_id, h.period] for h in items]},
+            subject=employee_id)
+    return items, total
+
+
+def read_statement(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
+                   fmt: str) -> StatementDetail:
+    """One statement in the caller's scope (404 otherwise), and its STATEMENT_READ event."""
+    return _read(sessions, actor, employee_id, period, fmt)
 
 
 def _read(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
