@@ -36,6 +36,7 @@ from api.security import Actor
 from api.sessions import CSRF_HEADER, SAFE_METHODS, csrf_matches, csrf_problem
 from domain.permissions import Action
 from models.org import Employee
+from web.nav import nav_counts
 
 CSRF_FIELD = "csrf_token"
 HOME = "/app"
@@ -111,6 +112,8 @@ def _page_identity(request: Request, token: Annotated[str | None, Depends(oauth2
             employee_id=actor.employee_id, name=employee.name,
             employee_no=employee.employee_no, locale=employee.locale,
             roles=frozenset(r.value for r in actor.roles))
+        if request.headers.get("HX-Request") != "true":  # a whole page: the header's badges
+            request.state.nav_counts = nav_counts(session, actor, settings)
     request.state.actor = actor
     return _Identity(actor, via_cookie)
 

@@ -145,6 +145,9 @@ PROBLEMS = {
                          "later."),
     "rate-limited": N_("Too many attempts. Wait a moment and try again."),
     "method-not-allowed": N_("This address does not accept that kind of request."),
+    "delegation-not-found": N_("There is no such delegation of yours."),
+    "policy-not-found": N_("There is no such policy version."),
+    "validation-failed": N_("Some fields are not valid. Check the form and try again."),
 }
 
 PROBLEM_TITLES = {

@@ -178,7 +178,8 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
         "locale": locale,
         "html_lang": HTML_LANG[locale],
         "user": user,
-        "nav": nav_items(user.roles if user else frozenset(), request.url.path),
+        "nav": nav_items(user.roles if user else frozenset(), request.url.path,
+                         getattr(request.state, "nav_counts", None)),
         "lang_links": _lang_links(request, locale),
         "csrf_token": token,
         "csrf_field": lambda: Markup(

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.routes import auth, customers, home, requests
+from web.routes import (
+    approvals,
+    auth,
+    customers,
+    delegations,
+    home,
+    hr,
+    hr_policies,
+    requests,
+    settlements,
+)
 
 router = APIRouter(include_in_schema=False)
-for journey in (auth, home, customers, requests):
+for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_policies,
+                settlements):
     router.include_router(journey.router)

@@ -13,6 +13,17 @@
     if (token) event.detail.headers["X-CSRF-Token"] = token;
   });
 
+  // --- a refused action answers a fragment that says why (403, 409, 422, 503...): htmx
+  // leaves error answers unswapped, so forms inside [data-swap-errors] opt in to show them
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var d = event.detail;
+    var elt = d.requestConfig && d.requestConfig.elt;
+    if (d.xhr && d.xhr.status >= 400 && elt && elt.closest && elt.closest("[data-swap-errors]")) {
+      d.shouldSwap = true;
+      d.isError = false;
+    }
+  });
+
   // --- countdowns: <time datetime="..." data-countdown> shows the time left (or overdue)
   var body = document.body;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
