@@ -37,6 +37,8 @@ def _approvals_waiting(session: Any, actor: Any, settings: Any) -> int:
 NAV: list[NavItem] = [
     NavItem(N_("Customers"), "/app/customers", Action.CUSTOMERS_READ),
     NavItem(N_("Requests"), "/app/requests", Action.REQUEST_READ),
+    NavItem(N_("My cases"), "/app/me", Action.REQUEST_SIGN),
+    NavItem(N_("Statements"), "/app/statements", Action.STATEMENTS_READ),
     NavItem(N_("Approvals"), "/app/approvals", Action.REQUEST_DECIDE, count=_approvals_waiting),
     NavItem(N_("HR"), "/app/hr", Action.REQUEST_RESOLVE_APPEAL),
     NavItem(N_("Settlement"), "/app/settlements", Action.SETTLEMENT_RUN),

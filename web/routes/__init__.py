@@ -13,14 +13,20 @@ from web.routes import (
     auth,
     customers,
     delegations,
+    documents,
     home,
     hr,
     hr_policies,
+    inbox,
+    me,
+    policies_ack,
     requests,
     settlements,
+    signing,
+    statements,
 )
 
 router = APIRouter(include_in_schema=False)
 for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_policies,
-                settlements):
+                settlements, inbox, me, signing, documents, statements, policies_ack):
     router.include_router(journey.router)
