@@ -13,6 +13,7 @@ from web.errors import PAGE_PREFIXES, install_error_pages
 from web.routes import router
 from web.static_files import STATIC_PATH, static_app
 from web.timing import ServerTimingMiddleware
+from web.warmup import warm_on_startup
 
 
 def install_web(app: FastAPI) -> None:
@@ -20,6 +21,7 @@ def install_web(app: FastAPI) -> None:
     app.include_router(router)
     install_error_pages(app)
     app.add_middleware(ServerTimingMiddleware, prefixes=PAGE_PREFIXES)
+    warm_on_startup(app, app.state.settings.org_timezone)
 
 
 __all__ = ["install_web"]

@@ -40,10 +40,18 @@ DESKTOP = {"width": 1280, "height": 900}
 STACK_START_TIMEOUT_S = 120
 
 
+def _is_e2e(item: pytest.Item) -> bool:
+    return "tests/e2e/" in str(item.fspath).replace(os.sep, "/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.e2e)
+    """Mark the browser tests `e2e` and run them last: Playwright's sync API keeps its event
+    loop marked as running in the main thread until the session ends, and pytest-asyncio
+    cannot run an async test after that."""
+    browser_tests = [item for item in items if _is_e2e(item)]
+    for item in browser_tests:
+        item.add_marker(pytest.mark.e2e)
+    items[:] = [item for item in items if not _is_e2e(item)] + browser_tests
 
 
 def _free_port() -> int:

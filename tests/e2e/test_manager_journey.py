@@ -100,6 +100,12 @@ def test_manager_submits_follows_and_withdraws(browser: Any, base_url: str, lang
         expect(page.locator(".requests-table tbody tr").first).to_be_visible()
         look("requests")
 
+        # a request that does not exist (or is out of scope): the 404 page, in this language
+        response = page.goto("/app/requests/999999")
+        assert response is not None and response.status == 404
+        expect(page.locator("[data-problem=request-not-found]")).to_be_visible()
+        look("not-found")
+
         assert csp.violations == [], csp.violations
     finally:
         context.close()
