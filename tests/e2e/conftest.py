@@ -106,7 +106,10 @@ class _StackThread(threading.Thread):
                 temporal_address=env.client.service_client.config.target_host,
                 jwt_secret="e2e-secret-0123456789abcdef0123456789abcdef",
                 payload_keys=TEST_PAYLOAD_KEYS, login_rate_limit="10000/minute",
-                session_cookie_secure=False)
+                session_cookie_secure=False,
+                # passkeys: the browser must use http://localhost:<port> (see site_url), whose
+                # host is the relying party id (an IP address cannot be one)
+                webauthn_origin=f"http://localhost:{self.port}", webauthn_rp_id="localhost")
             app = create_app(settings)
             app.state.temporal.use(env.client)
             sessions = session_factory(engine_for(self.database_url))
@@ -173,6 +176,12 @@ def browser_type_launch_args() -> dict[str, Any]:
 def base_url(stack: Stack) -> str:
     """pytest-playwright's base_url: page.goto("/login") goes to the stack."""
     return stack.base_url
+
+
+@pytest.fixture(scope="session")
+def site_url(stack: Stack) -> str:
+    """The stack as http://localhost:<port>: the origin that passkey ceremonies need."""
+    return stack.base_url.replace("127.0.0.1", "localhost")
 
 
 # --- helpers for journey tests -------------------------------------------------------------------
@@ -269,6 +278,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"page server time: {len(TIMINGS)} responses, slowest: "
             + "; ".join(f"{ms:.0f} ms {what}" for ms, what in slowest))
+        pages = sorted((t for t in TIMINGS if t[1].startswith("GET ")), reverse=True)[:3]
+        terminalreporter.write_line(  # what the 300 ms budget is about: pages and fragments
+            "slowest pages (GET): " + "; ".join(f"{ms:.0f} ms {what}" for ms, what in pages))
     if not AXE_RESULTS:
         return
     pages = len(AXE_RESULTS)
