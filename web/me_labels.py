@@ -7,6 +7,10 @@ it); `MeLabels(locale)` translates at render time and falls back to the code its
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import datetime
+
 from web.i18n import N_, gettext
 
 # NotificationRecord.kind (workflows/reassignment.py, models/signing_service.py)
@@ -29,6 +33,54 @@ NOTIFICATION_KINDS = {
     "WITHDRAWN": N_("A request was withdrawn"),
     "CANCELLED": N_("A request was cancelled"),
 }
+
+# The workflow writes each notification's message in English from a few templates
+# (workflows/reassignment.py, activities/reassignment.py, models/signing_service.py). The page
+# says the same in the reader's language when the message matches one; anything else (a new
+# template) is shown as stored. Groups: id = request id, level, stage, at (ISO time), reason.
+_ID, _AT, _REST = r"(?P<id>\d+)", r"(?P<at>\S+?)", r"(?P<reason>.*)"
+NOTIFICATION_TEXTS: list[tuple[str, str]] = [
+    (r"Your personal analysis report is ready; you may appeal or sign\.",
+     N_("Your personal analysis report is ready: read it, then appeal or sign before the "
+        "communication window ends.")),
+    (r"A reassignment to you was approved\.",
+     N_("A request that gives you customers was approved.")),
+    (rf"Request {_ID} that gives you customers is now (?P<stage>[A-Z_]+)\.",
+     N_("Request #%(id)s, which gives you customers, is now at the stage “%(stage)s”.")),
+    (rf"Please sign or decline the agreement by {_AT}\.",
+     N_("Please sign or decline the agreement by %(at)s.")),
+    (rf"The agreement awaits your decision until {_AT}\.",
+     N_("The agreement awaits your decision until %(at)s.")),
+    (r"The signature deadline passed without consent; ownership is unchanged\.",
+     N_("The signature deadline passed without consent: the customers stay where they were.")),
+    (r"The reassignment has taken effect\.", N_("The reassignment has taken effect.")),
+    (r"The protection period has ended\.", N_("The protection period has ended.")),
+    (r"HR resolved your appeal: uphold\.",
+     N_("HR resolved your appeal: the request stands as it is.")),
+    (r"HR resolved your appeal: amend\.",
+     N_("HR resolved your appeal: the terms were amended. Read the new agreement.")),
+    (r"HR upheld the appeal and cancelled the request\.",
+     N_("HR upheld the appeal and cancelled the request.")),
+    (rf"Request {_ID} has an appeal to resolve\.",
+     N_("Request #%(id)s has an appeal to resolve.")),
+    (r"The request broke the policy and was rejected\.",
+     N_("The request broke the policy and was rejected.")),
+    (rf"The request was rejected: {_REST}", N_("The request was rejected. Reason: %(reason)s")),
+    (rf"The request was withdrawn: {_REST}", N_("The request was withdrawn. Reason: %(reason)s")),
+    (rf"The request was cancelled by HR: {_REST}",
+     N_("HR cancelled the request. Reason: %(reason)s")),
+    (rf"The salesperson declined: {_REST}\. Ownership is unchanged\.",
+     N_("The salesperson declined the agreement; the customers stay. Reason: %(reason)s")),
+    (rf"Please review reassignment request {_ID} \(approval level (?P<level>\d+)\)\.",
+     N_("Please review request #%(id)s (approval level %(level)s).")),
+    (rf"Approval level (?P<level>\d+) of request {_ID} is due at {_AT}\.",
+     N_("Approval level %(level)s of request #%(id)s is due by %(at)s.")),
+    (rf"Approval level (?P<level>\d+) of request {_ID} is overdue and has been escalated "
+     r"to you\.",
+     N_("Approval level %(level)s of request #%(id)s is overdue and was escalated to you.")),
+]
+_NOTIFICATION_PATTERNS = [(re.compile(rf"^{pattern}$", re.DOTALL), text)
+                          for pattern, text in NOTIFICATION_TEXTS]
 
 # commission_line.rule (domain/commission.py); a clawback is "R4_CLAWBACK:<rule>"
 RULES = {
@@ -103,6 +155,26 @@ class MeLabels:
 
     def notification(self, kind: str) -> str:
         return self._get(NOTIFICATION_KINDS, kind)
+
+    def notification_text(self, message: str,
+                          moment: Callable[[datetime], str]) -> str | None:
+        """The message in this language, or None when it matches no known template."""
+        for pattern, text in _NOTIFICATION_PATTERNS:
+            found = pattern.match(message.strip())
+            if found is None:
+                continue
+            values: dict[str, object] = dict(found.groupdict())
+            if "at" in values:
+                try:
+                    values["at"] = moment(datetime.fromisoformat(str(values["at"])))
+                except ValueError:
+                    return None
+            if "stage" in values:
+                from web.labels import Labels
+
+                values["stage"] = Labels(self.locale).stage(values["stage"])
+            return gettext(self.locale, text, **values)
+        return None
 
     def rule(self, code: str) -> str:
         if code.startswith(CLAWBACK_PREFIX):

@@ -92,6 +92,8 @@ async def test_notifications_are_the_callers_own_and_are_marked_read(
     assert f'id="note-{mine}"' in r.text and f'id="note-{code}"' in r.text
     assert f'id="note-{theirs}"' not in r.text and "Someone else" not in r.text
     assert "您的个人分析报告已就绪" in r.text  # the kind's title, translated
+    assert "请阅读，并在沟通期结束前申诉或签署" in r.text  # the workflow's text, too
+    assert "Someone" not in r.text and "you may appeal or sign" not in r.text
     assert '<span class="code-digits">123456</span>' in r.text
     assert f'href="/app/me/requests/{rid}/sign"' in r.text  # the code leads to signing
     assert _bell_count(r.text) == 2  # this page's own bell has its count

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,7 +26,7 @@ from models.reassignment import NotificationRecord, ReassignmentRequest
 from web.deps import page_permit
 from web.errors import is_htmx
 from web.me_labels import MeLabels
-from web.render import current_locale, render
+from web.render import _datetime, current_locale, render
 
 router = APIRouter()
 
@@ -34,6 +35,12 @@ PAGE_SIZE = 30
 SIGNING_CODE = "SIGNING_CODE"
 _CODE = re.compile(r"\b(\d{6})\b")
 _MINUTES = re.compile(r"valid for (\d+) minutes")
+
+
+def _moment(request: Request) -> Any:
+    """A time as the pages show it (the reader's language, the office's time zone)."""
+    settings = request.app.state.settings
+    return partial(_datetime, locale=current_locale(request), tz=settings.org_timezone)
 
 
 def unread_count(session: Session, employee_id: int) -> int:
@@ -54,7 +61,7 @@ def _mine(session: Session, actor: Actor, notification_id: int) -> NotificationR
 
 
 def _items(session: Session, actor: Actor, rows: list[NotificationRecord],
-           labels: MeLabels) -> list[dict[str, Any]]:
+           labels: MeLabels, moment: Any) -> list[dict[str, Any]]:
     """Each notification with its title, where it leads, and a signing code pulled out."""
     request_ids = {r.request_id for r in rows}
     affected = set()
@@ -76,7 +83,8 @@ def _items(session: Session, actor: Actor, rows: list[NotificationRecord],
             if mine:
                 href += "/sign"
         items.append({"n": row, "title": labels.notification(row.kind), "href": href,
-                      "code": code, "minutes": minutes, "unread": row.read_at is None})
+                      "code": code, "minutes": minutes, "unread": row.read_at is None,
+                      "text": labels.notification_text(row.message, moment)})
     return items
 
 
@@ -97,7 +105,8 @@ def notifications(
                              .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all())
     labels = MeLabels(current_locale(request))
     return render(request, "me/notifications.html", {
-        "items": _items(session, actor, rows, labels), "total": total, "show": show,
+        "items": _items(session, actor, rows, labels, _moment(request)), "total": total,
+        "show": show,
         "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
         "unread": (unread := unread_count(session, actor.employee_id)), "bell_unread": unread,
         "notice": notice if notice in ("all-read",) else None,
@@ -123,7 +132,7 @@ def mark_read(request: Request, notification_id: int,
         session.flush()
     if is_htmx(request):
         labels = MeLabels(current_locale(request))
-        [item] = _items(session, actor, [row], labels)
+        [item] = _items(session, actor, [row], labels, _moment(request))
         return render(request, "me/_notification.html", {
             "item": item, "bell_unread": unread_count(session, actor.employee_id), "oob": True})
     return RedirectResponse(INBOX_PATH, 303)
