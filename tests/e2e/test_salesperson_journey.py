@@ -321,6 +321,11 @@ def _statement_and_policy(run: Run, api: StackApi) -> None:
     page.wait_for_url(re.compile(r"notice=acknowledged"))
     expect(page.locator("#acknowledge.attention-good")).to_be_visible()
 
+    # My cases: the signed case, in its protection period
+    page.goto("/app/me")
+    expect(page.locator(f'.case-card a[href="{run.case_url}"]')).to_be_visible()
+    run.look("cases")
+
 
 def test_salesperson_reads_appeals_signs_and_sees_protection_income(
         browser: Any, site_url: str, stack_api: StackApi) -> None:
