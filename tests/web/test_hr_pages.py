@@ -196,6 +196,11 @@ async def test_a_refused_resolution_shows_the_current_state(
     assert r.status_code == 409
     assert 'data-problem="request-closed"' in r.text and "The appeal was not resolved." in r.text
     assert "Its current stage is “Appeal under review”" in r.text
+    # the answer to a post names the page's own address: a poll's refresh goes there and
+    # never posts the form again (static/js/app.js)
+    assert f'<link rel="canonical" href="/app/hr/cases/{ids["appeal"]}">' in r.text
+    page = await hr.get(f"/app/hr/cases/{ids['appeal']}")
+    assert 'rel="canonical"' not in page.text
 
 
 async def test_handing_an_approval_to_another_approver(

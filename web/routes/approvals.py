@@ -180,9 +180,11 @@ def _my_part(sessions: SessionFactory, settings: Settings, actor: Actor, view: D
         step = ApprovalStep(request_id=r.id, level=stored.level, role=stored.role,
                             approver_id=stored.approver_id, escalated_to=stored.escalated_to,
                             due_at=stored.due_at)
-    with sessions() as session:
-        delegators = Scope(session, actor, org_today(settings.org_timezone)).delegators
-    found = _capacity(actor.employee_id, delegators, step)
+    found = _capacity(actor.employee_id, [], step)
+    if found is None:  # not the approver themselves: a delegation from one of them, today?
+        with sessions() as session:
+            delegators = Scope(session, actor, org_today(settings.org_timezone)).delegators
+        found = _capacity(actor.employee_id, delegators, step)
     return MyPart(level=step.level, role=step.role, due_at=step.due_at,
                   capacity=found[0] if found else None,
                   on_behalf_of=found[1] if found else None,

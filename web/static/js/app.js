@@ -24,6 +24,28 @@
     }
   });
 
+  // --- a page that is leaving (a form was posted) stops polling, so that a poll cannot
+  // reload it halfway; and a page drawn as the answer to a post names its own address in
+  // <link rel="canonical">, so a poll's HX-Refresh goes there instead of posting again
+  var leaving = false;
+  document.addEventListener("submit", function (event) {
+    if (!event.defaultPrevented) leaving = true;
+  });
+  window.addEventListener("pageshow", function () { leaving = false; });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var config = event.detail.requestConfig;
+    if (leaving && config && config.verb === "get") event.preventDefault();
+  });
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var xhr = event.detail.xhr;
+    var canonical = document.querySelector('link[rel="canonical"]');
+    if (xhr && canonical && xhr.getResponseHeader("HX-Refresh") === "true"
+        && canonical.href !== location.href) {
+      event.preventDefault();
+      location.assign(canonical.href);
+    }
+  });
+
   // --- countdowns: <time datetime="..." data-countdown> shows the time left (or overdue)
   var body = document.body;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
