@@ -81,7 +81,8 @@ I18N_DIR := web/translations
 i18n: install
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k t:2 --no-location --sort-output \
 		--project Baton --copyright-holder Baton -o $(I18N_DIR)/messages.pot .
-	$(BIN)/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) --ignore-obsolete
+	$(BIN)/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) --ignore-obsolete \
+		--no-fuzzy-matching
 	$(BIN)/python -m web.i18n_catalogs fill-en
 	$(BIN)/pybabel compile -d $(I18N_DIR) --statistics
 	@$(BIN)/python -m web.i18n_catalogs check || \

@@ -252,6 +252,21 @@ def shoot(page: Any, journey: str, name: str, lang: str, device: str) -> Path:
     return path
 
 
+def assert_fits(page: Any) -> None:
+    """Nothing wider than the screen: the page never scrolls sideways (wide tables scroll
+    inside their own box)."""
+    overflow = page.evaluate("""() => {
+        const width = document.documentElement.clientWidth;
+        const wide = [...document.querySelectorAll('body *')].filter(el => {
+            const r = el.getBoundingClientRect();
+            return r.width > 0 && r.right > width + 1 && !el.closest('.overflow-auto');
+        }).slice(0, 5).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+            + (el.className && typeof el.className === 'string' ? '.' + el.className : ''));
+        return {scroll: document.documentElement.scrollWidth, width, wide};
+    }""")
+    assert overflow["scroll"] <= overflow["width"] and not overflow["wide"], overflow
+
+
 AXE_RESULTS: list[dict[str, Any]] = []
 
 

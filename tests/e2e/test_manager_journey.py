@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import check_a11y, login, new_page, shoot
+from tests.e2e.conftest import assert_fits, check_a11y, login, new_page, shoot
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +42,7 @@ def test_manager_submits_follows_and_withdraws(browser: Any, base_url: str, lang
     def look(name: str) -> None:
         shoot(page, JOURNEY, name, lang, device)
         check_a11y(page, f"{name}-{lang}-{device}")
+        assert_fits(page)
 
     try:
         page.goto("/login" + ("?lang=en" if lang == "en" else ""))
