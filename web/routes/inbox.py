@@ -20,6 +20,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from api.deps import SessionDep
+from api.problems import Problem
 from api.security import Actor
 from domain.permissions import Action
 from models.reassignment import NotificationRecord, ReassignmentRequest
@@ -51,8 +52,6 @@ def unread_count(session: Session, employee_id: int) -> int:
 
 def _mine(session: Session, actor: Actor, notification_id: int) -> NotificationRecord:
     """The caller's notification, or 404 (someone else's is answered like a missing one)."""
-    from api.problems import Problem
-
     row = session.get(NotificationRecord, notification_id)
     if row is None or row.recipient_id != actor.employee_id:
         raise Problem(404, "not-found", "Notification not found",

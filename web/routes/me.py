@@ -11,7 +11,6 @@ colleague) gets 404, as for a request that does not exist; they follow the reque
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -171,8 +170,7 @@ def _load(sessions: SessionFactory, actor: Actor, request_id: int) -> Case:
 
 
 def case_context(case: Case) -> dict[str, Any]:
-    return {"case": case, "r": case.r, "names": case.names, "poll_seconds": POLL_SECONDS,
-            "now": datetime.now(UTC)}
+    return {"case": case, "r": case.r, "names": case.names, "poll_seconds": POLL_SECONDS}
 
 
 @router.get(CASES_PATH + "/{request_id}")
