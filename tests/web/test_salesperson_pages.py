@@ -189,6 +189,8 @@ async def test_appeal_posts_the_update_with_csrf(api: Api, browsers: dict[int, B
     r = await a1.post(url, {"reason": "again"})
     assert r.status_code == 409 and 'data-problem="request-closed"' in r.text
     assert "Your appeal was not filed" in r.text
+    # the refused post's page polls: its refresh goes to the case, never posts again
+    assert f'<link rel="canonical" href="/app/me/requests/{rid}">' in r.text
 
 
 async def test_decline_posts_the_update_with_a_reason(
