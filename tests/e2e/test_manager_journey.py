@@ -148,3 +148,22 @@ def test_stale_withdraw_says_what_happened(browser: Any, base_url: str) -> None:
         assert csp.violations == []
     finally:
         context.close()
+
+
+def test_an_open_page_keeps_its_session_and_the_login_page_resumes_it(browser: Any,
+                                                                      base_url: str) -> None:
+    """The access cookie lives 15 minutes: an open page renews it with the refresh cookie
+    (static/js/app.js), and when it is gone the login page continues the session instead of
+    asking for the password (static/js/login.js)."""
+    context, page, watch = new_page(browser, base_url, "desktop")
+    try:
+        login(page, MANAGER)
+        assert page.evaluate("window.batonRefreshSession()") is True
+        context.clear_cookies(name="baton_access")
+        page.goto("/app/requests")
+        # the server sends the page to /login?next=...; the script there resumes and returns
+        page.wait_for_url(re.compile(r"/app/requests$"))
+        expect(page.locator("h1")).to_have_text("我的申请")
+        assert watch.violations == []
+    finally:
+        context.close()
