@@ -44,6 +44,7 @@ def _is_e2e(item: pytest.Item) -> bool:
     return "tests/e2e/" in str(item.fspath).replace(os.sep, "/")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the browser tests `e2e` and run them last: Playwright's sync API keeps its event
     loop marked as running in the main thread until the session ends, and pytest-asyncio
