@@ -317,3 +317,21 @@ async def test_delegations_are_listed_and_revoked(api: Api,
     sales = await login_as(api, browsers, org.sales_a1)
     r = await sales.get("/app/delegations")
     assert r.status_code == 403 and r.headers["x-problem-type"] == FORBIDDEN
+
+
+async def test_the_review_page_says_what_i_decided(api: Api,
+                                                  browsers: dict[int, Browser]) -> None:
+    org = api.org
+    ids = await _four_requests(api)
+    with api.sessions() as s:  # what the workflow's activity writes once the director approved
+        step = s.exec(select(ApprovalStep).where(ApprovalStep.request_id == ids[0])).one()
+        step.status, step.decided_by_id = LevelStatus.APPROVED.value, org.director
+        step.decided_at = datetime.now(UTC)
+        s.add(step)
+    director = await login_as(api, browsers, org.director, lang="en")
+    r = await director.get(f"/app/approvals/{ids[0]}")
+    assert 'data-my-decision="APPROVED"' in r.text and "You approved level 1." in r.text
+    assert 'id="decision-comment"' not in r.text
+    r = await director.get("/app/approvals")
+    assert ids[0] not in inbox_ids(r.text)
+    assert f'href="/app/approvals/{ids[0]}"' in r.text.split("My recent decisions")[1]

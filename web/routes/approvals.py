@@ -158,17 +158,34 @@ class MyPart:
     capacity: str | None = None  # approver, escalation, delegate; None: not waiting for me
     on_behalf_of: int | None = None
     own_request: bool = False
+    decided: tuple[int, str] | None = None  # (level, APPROVED/REJECTED) the caller decided
+
+
+def _my_decision(actor: Actor, view: DetailView,
+                 live: ReassignmentState | None) -> tuple[int, str] | None:
+    me = actor.employee_id
+    if live is not None:
+        for lv in live.levels:
+            if me in (lv.decided_by, lv.decided_for) and lv.status in (LevelStatus.APPROVED,
+                                                                        LevelStatus.REJECTED):
+                return lv.level, lv.status.value
+        return None
+    for st in view.record.approval_steps:
+        if st.decided_by_id == me and st.status in ("APPROVED", "REJECTED"):
+            return st.level, st.status
+    return None
 
 
 def _my_part(sessions: SessionFactory, settings: Settings, actor: Actor, view: DetailView,
              live: ReassignmentState | None, timeline: Timeline) -> MyPart:
+    decided = _my_decision(actor, view, live)
     if timeline.stage != Stage.PENDING_APPROVAL:
-        return MyPart()
+        return MyPart(decided=decided)
     r = view.record.request
     if live is not None:
         pending = next((lv for lv in live.levels if lv.status == LevelStatus.PENDING), None)
         if pending is None:
-            return MyPart()
+            return MyPart(decided=decided)
         step = ApprovalStep(request_id=r.id, level=pending.level, role=pending.role.value,
                             approver_id=pending.approver_id, escalated_to=pending.escalated_to,
                             due_at=pending.due_at)
@@ -176,7 +193,7 @@ def _my_part(sessions: SessionFactory, settings: Settings, actor: Actor, view: D
         stored = next((s for s in view.record.approval_steps
                        if s.status == LevelStatus.PENDING.value), None)
         if stored is None:
-            return MyPart()
+            return MyPart(decided=decided)
         step = ApprovalStep(request_id=r.id, level=stored.level, role=stored.role,
                             approver_id=stored.approver_id, escalated_to=stored.escalated_to,
                             due_at=stored.due_at)
@@ -188,7 +205,7 @@ def _my_part(sessions: SessionFactory, settings: Settings, actor: Actor, view: D
     return MyPart(level=step.level, role=step.role, due_at=step.due_at,
                   capacity=found[0] if found else None,
                   on_behalf_of=found[1] if found else None,
-                  own_request=r.requester_id == actor.employee_id)
+                  own_request=r.requester_id == actor.employee_id, decided=decided)
 
 
 def policy_lines(view: DetailView, locale: str) -> list[str]:
