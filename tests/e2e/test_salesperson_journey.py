@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     DEMO_PASSWORD,
     PAGE_BUDGET_MS,
     PageWatch,
+    assert_fits,
     check_a11y,
     login,
     new_page,
@@ -187,6 +188,7 @@ class Run:
     def look(self, name: str) -> None:
         shoot(self.page, JOURNEY, name, self.lang, self.device)
         check_a11y(self.page, f"{JOURNEY}-{name}-{self.lang}-{self.device}")
+        assert_fits(self.page)  # nothing wider than the screen, at 375 px too
         self.looked.append(name)
 
     def text(self, zh: str, en: str) -> str:
