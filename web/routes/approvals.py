@@ -208,6 +208,13 @@ def _my_part(sessions: SessionFactory, settings: Settings, actor: Actor, view: D
                   own_request=r.requester_id == actor.employee_id, decided=decided)
 
 
+def names_of(sessions: SessionFactory, ids: set[int]) -> dict[int, Any]:
+    """Employees by id, in a transaction of its own (call it in the thread pool: never block
+    the event loop on SQLite's write lock)."""
+    with sessions() as session:
+        return employees_by_id(session, ids)
+
+
 def policy_lines(view: DetailView, locale: str) -> list[str]:
     """The request's policy version (kept for life) in plain words, in the reader's language."""
     if view.policy is None:
@@ -226,8 +233,7 @@ async def _review_context(request: Request, request_id: int, actor: Actor,
     context = _detail_context(actor, view, live, live_error, timeline)
     part = await run_in_threadpool(_my_part, sessions, settings, actor, view, live, timeline)
     if part.on_behalf_of and part.on_behalf_of not in view.names:
-        with sessions() as session:
-            view.names.update(employees_by_id(session, {part.on_behalf_of}))
+        view.names.update(await run_in_threadpool(names_of, sessions, {part.on_behalf_of}))
     context.update(part=part, policy_lines=policy_lines(view, current_locale(request)),
                    decision_problem=None, decision_errors={}, comment="", outcome=None)
     return context

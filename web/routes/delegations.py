@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.deps import SessionFactoryDep, SettingsDep
@@ -34,6 +35,7 @@ from models.delegation import (
     revoke_delegation,
 )
 from models.org import Employee, EmploymentStatus, UserAccount
+from settings import Settings
 from web.deps import page_permit
 from web.i18n import N_
 from web.render import render, t
@@ -152,8 +154,14 @@ def delegations(request: Request, actor: Annotated[Actor, page_permit(Action.OWN
 @router.post(DELEGATIONS_PATH)
 async def create(request: Request, actor: Annotated[Actor, page_permit(Action.OWN_DELEGATIONS)],
                  sessions: SessionFactoryDep, settings: SettingsDep) -> Response:
-    today = org_today(settings.org_timezone)
     form = DelegationForm.parse(await request.form())
+    # the database work in the thread pool: never block the event loop on SQLite's lock
+    return await run_in_threadpool(_create, request, actor, sessions, settings, form)
+
+
+def _create(request: Request, actor: Actor, sessions: SessionFactory, settings: Settings,
+            form: DelegationForm) -> Response:
+    today = org_today(settings.org_timezone)
     values = form.values(request)
     if values is not None:
         delegate, starts, ends, reason = values

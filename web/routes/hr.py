@@ -59,7 +59,7 @@ from web.forms import (
     split_duration,
 )
 from web.render import current_locale, render, t
-from web.routes.approvals import policy_lines
+from web.routes.approvals import names_of, policy_lines
 from web.routes.delegations import approver_choices
 from web.routes.requests import _detail_context, _load
 
@@ -317,8 +317,7 @@ async def _case_context(request: Request, request_id: int, actor: Actor,
     approvers = await run_in_threadpool(choices) if pending is not None else []
     missing = {a.appellant_id for a in record.appeals} - set(view.names)
     if missing:
-        with sessions() as session:
-            view.names.update(employees_by_id(session, missing))
+        view.names.update(await run_in_threadpool(names_of, sessions, missing))
     context.update(
         pending=pending, open_appeal=open_appeal, current_terms=current_terms,
         approvers=approvers, policy_lines=policy_lines(view, current_locale(request)),

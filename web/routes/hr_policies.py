@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.deps import SessionDep, SessionFactoryDep
@@ -379,6 +380,12 @@ async def create_policy(request: Request,
                         actor: Annotated[Actor, page_permit(Action.POLICY_MANAGE)],
                         sessions: SessionFactoryDep) -> Response:
     form = PolicyForm.parse(await request.form())
+    # the database work in the thread pool: never block the event loop on SQLite's lock
+    return await run_in_threadpool(_create_policy, request, actor, sessions, form)
+
+
+def _create_policy(request: Request, actor: Actor, sessions: SessionFactory,
+                   form: PolicyForm) -> Response:
     raw = check(request, form, naming=True)
     if raw is not None:
         try:
@@ -411,6 +418,11 @@ async def save_policy(request: Request, policy_id: int,
                       sessions: SessionFactoryDep) -> Response:
     """Replace a draft's rules (update_draft); a published or retired version is refused."""
     form = PolicyForm.parse(await request.form())
+    return await run_in_threadpool(_save_policy, request, policy_id, actor, sessions, form)
+
+
+def _save_policy(request: Request, policy_id: int, actor: Actor, sessions: SessionFactory,
+                 form: PolicyForm) -> Response:
     with sessions() as session:
         policy = _policy_or_404(session, policy_id)
     form.name = policy.name

@@ -350,9 +350,12 @@ async def _load(request_id: int, actor: Actor, sessions: SessionFactory,
                                                       *lv.escalated_to)}
         missing |= {h.actor_id for h in live.history if h.actor_id}
         missing -= set(view.names)
-        if missing:
-            with sessions() as session:
-                view.names.update(employees_by_id(session, missing))
+        if missing:  # in the thread pool: never block the event loop on SQLite's lock
+            def names() -> dict[int, Employee]:
+                with sessions() as session:
+                    return employees_by_id(session, missing)
+
+            view.names.update(await run_in_threadpool(names))
     timeline = build_timeline(view.record, live, view.names, now=datetime.now(UTC))
     return view, live, live_error, timeline
 

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError
 
 from api.deps import OptionalTemporalClientDep, SessionDep, SessionFactoryDep, SettingsDep
@@ -75,6 +76,9 @@ async def run_settlement(request: Request,
         problem = refused
     else:
         return RedirectResponse(f"{SETTLEMENTS_PATH}?started={started.workflow_id}", 303)
-    with sessions() as session:
-        context = _context(session, settings, started=None, problem=problem)
+    def refused_context() -> dict[str, object]:
+        with sessions() as session:
+            return _context(session, settings, started=None, problem=problem)
+
+    context = await run_in_threadpool(refused_context)  # never block the loop on the DB
     return render(request, "hr/settlements.html", context, status=problem.status)
