@@ -304,6 +304,7 @@ async def test_withdraw_needs_a_reason_and_a_stale_one_says_what_happened(
     r = await browser.post(f"/app/requests/{request_id}/withdraw", {"reason": "changed plans"})
     assert r.status_code == 409
     assert "申请未撤回" in r.text and 'data-problem="request-closed"' in r.text
+    assert f'<link rel="canonical" href="/app/requests/{request_id}">' in r.text
     [(workflow_id, update, arg)] = fake_temporal.updates
     assert update == "withdraw" and arg.reason == "changed plans"
     assert arg.actor_id == org.manager_a

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -179,12 +179,28 @@ def new_request_context(request: Request, session: Session, actor: Actor,
 def _customer_labels(session: Session, ids: list[int]) -> dict[int, str]:
     from models.customer import Customer
 
-    labels = {}
-    for cid in ids:
-        customer = session.get(Customer, cid)
-        if customer is not None:
-            labels[cid] = f"{customer.code} {customer.name}"
-    return labels
+    if not ids:
+        return {}
+    rows = session.exec(select(Customer).where(col(Customer.id).in_(ids))).all()
+    return {c.id: f"{c.code} {c.name}" for c in rows if c.id is not None}
+
+
+def _labels(sessions: SessionFactory, ids: list[int]) -> dict[int, str]:
+    """For async routes, through run_in_threadpool: never wait on the database in the loop."""
+    with sessions() as session:
+        return _customer_labels(session, ids)
+
+
+def _form_page(request: Request, sessions: SessionFactory, actor: Actor,
+               form: RequestForm) -> Response:
+    """The new-request form again, with the form's errors (422), or the customer list when
+    the selection itself is wrong. Sync: run it in the thread pool from async routes."""
+    with sessions() as session:
+        try:
+            context = new_request_context(request, session, actor, form)
+        except SelectionError as error:
+            return _render_selection_error(request, session, actor, form, error)
+        return render(request, "requests/new.html", context, status=422)
 
 
 def _render_selection_error(request: Request, session: Session, actor: Actor,
@@ -225,12 +241,10 @@ async def preview(request: Request, actor: Annotated[Actor, page_permit(Action.R
         except Problem as problem:
             if problem.status not in (403, 409, 422):
                 raise
-            with sessions() as session:
-                names = _customer_labels(session, form.customer_ids)
+            names = await run_in_threadpool(_labels, sessions, form.customer_ids)
             form.errors = problem_errors(request, problem, names)
         else:
-            with sessions() as session:
-                names = _customer_labels(session, form.customer_ids)
+            names = await run_in_threadpool(_labels, sessions, form.customer_ids)
             context["result"] = {"terms": terms, "assessment": assessment,
                                  "charts": charts.assessment_charts(assessment, terms),
                                  "customer_names": names}
@@ -259,16 +273,10 @@ async def submit(request: Request, actor: Annotated[Actor, page_permit(Action.RE
             if problem.slug == "idempotency-key-reused" and existing:
                 return RedirectResponse(
                     f"{REQUESTS_PATH}/{existing}?notice=already-submitted", 303)
-            with sessions() as session:
-                names = _customer_labels(session, form.customer_ids)
+            names = await run_in_threadpool(_labels, sessions, form.customer_ids)
             form.errors = problem_errors(request, problem, names)
     if submission is None:
-        with sessions() as session:
-            try:
-                context = new_request_context(request, session, actor, form)
-            except SelectionError as error:
-                return _render_selection_error(request, session, actor, form, error)
-            return render(request, "requests/new.html", context, status=422)
+        return await run_in_threadpool(_form_page, request, sessions, actor, form)
     notice = "submitted"
     try:
         await service.start_submitted(client, settings, submission)
