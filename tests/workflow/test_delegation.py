@@ -5,7 +5,12 @@ from __future__ import annotations
 from sqlmodel import select
 
 from domain.stages import Role, Stage
-from domain.workflow_dto import ActionInput, ReassignApprovalInput, ReassignmentState
+from domain.workflow_dto import (
+    ActionInput,
+    ReasonedActionInput,
+    ReassignApprovalInput,
+    ReassignmentState,
+)
 from models import ApprovalStep, AuditEvent
 from tests.workflow.conftest import wait_stage
 from tests.workflow.test_paths import (
@@ -17,6 +22,14 @@ from tests.workflow.test_paths import (
 )
 
 HR = [Role.HR]
+
+
+async def finish(handle, requester: int) -> None:
+    """End the workflow, so no timer of it runs on in the shared time-skipping server."""
+    await handle.execute_update("withdraw", ReasonedActionInput(actor_id=requester,
+                                                                reason="test finished"),
+                                result_type=ReassignmentState)
+    assert (await handle.result()).stage == Stage.WITHDRAWN
 
 
 def steps_of(h, request_id: int) -> list[ApprovalStep]:
@@ -47,6 +60,7 @@ async def test_a_delegate_approves_on_behalf_of_the_approver(harness):
     assert (event.actor_id, event.on_behalf_of) == (delegate, approver)
     step = steps_of(h, state.request_id)[0]
     assert (step.decided_by_id, step.decided_on_behalf_of_id) == (delegate, approver)
+    await finish(handle, org.manager_a)
 
 
 async def test_delegation_keeps_the_four_eyes_rules(harness):
@@ -77,6 +91,7 @@ async def test_delegation_keeps_the_four_eyes_rules(harness):
     assert cause.type in ("FOUR_EYES", "WRONG_ACTOR")
     await approve_rest(handle)
     await wait_stage(handle, Stage.COMMUNICATION)
+    await finish(handle, org.manager_a)
 
 
 async def test_hr_hands_a_pending_level_to_another_approver(harness):
@@ -117,3 +132,4 @@ async def test_hr_hands_a_pending_level_to_another_approver(harness):
     await handle.execute_update("approve", ActionInput(actor_id=substitute),
                                 result_type=ReassignmentState)
     await wait_stage(handle, Stage.PENDING_APPROVAL, level=2)
+    await finish(handle, org.manager_a)
