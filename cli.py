@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from settings import ROOT, Settings, get_settings
+from settings import ROOT, ProductionSettingsError, Settings, get_settings
 
 STOP_TIMEOUT_S = 10.0
 TEMPORAL_START_TIMEOUT_S = 90.0
@@ -707,7 +707,12 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:  # `baton` console script run from elsewhere
         sys.path.insert(0, str(ROOT))
     args = build_parser().parse_args(argv)
-    return int(args.func(get_settings(), args))
+    try:
+        settings = get_settings()
+    except ProductionSettingsError as exc:  # the list of what to fix, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return int(args.func(settings, args))
 
 
 if __name__ == "__main__":

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ROOT = Path(__file__).resolve().parent
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+# the password docker-compose.yml and the docs used to default to
+DEV_DATABASE_PASSWORDS = frozenset({"baton"})
+
+
+class ProductionSettingsError(RuntimeError):
+    """BATON_ENV=production with development defaults. Not a ValueError on purpose: pydantic
+    would wrap it and print every setting's value (secrets included) beside the message."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
 
+    # production refuses to start with the development defaults below (production_problems)
+    env: Literal["development", "production"] = "development"
     database_url: str = f"sqlite:///{ROOT / '.data' / 'baton.db'}"
     temporal_address: str = "localhost:7233"
     # ports of the embedded dev server that `cli.py dev` starts; it points the children's
@@ -23,8 +37,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "baton"
-    jwt_secret: str = Field(default="dev-only-secret-change-me-in-production-0123456789",
-                            min_length=32)
+    jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=32)
     # access tokens are short-lived; a client keeps its session with the refresh token
     jwt_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_ttl_days: int = Field(default=14, ge=1, le=365)
@@ -71,6 +84,75 @@ class Settings(BaseSettings):
         if self.seal_dev_cert_dir is None:
             self.seal_dev_cert_dir = self.data_dir / "seal"
         return self
+
+    @model_validator(mode="after")
+    def _production_has_real_secrets(self) -> Settings:
+        if self.env == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ProductionSettingsError(
+                    "BATON_ENV=production, but these settings still have development values; "
+                    "fix each one (see .env.example and docs/OPERATIONS.md):\n"
+                    + "\n".join(f"  - {problem}" for problem in problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """Each development default still in place, named with its variable and the fix.
+        Never quotes a secret."""
+        problems: list[str] = []
+        if self.jwt_secret == DEV_JWT_SECRET:
+            problems.append("BATON_JWT_SECRET is the development default; set 32+ random "
+                            "characters, e.g. `openssl rand -hex 32`")
+        if self.payload_keys is None or not self.payload_keys.get_secret_value().strip():
+            problems.append("BATON_PAYLOAD_KEYS is not set, so each process would encrypt "
+                            "Temporal payloads with its own development key file; set the same "
+                            "keys on the API and every worker (`python cli.py payload-key new`)")
+        if self.seal_pkcs12_path is None:
+            problems.append("BATON_SEAL_PKCS12_PATH is not set, so agreements would be sealed "
+                            "with the self-signed development certificate; point it at the "
+                            "organisation's PKCS#12 from a licensed CA (and set "
+                            "BATON_SEAL_PKCS12_PASSWORD)")
+        elif not self.seal_pkcs12_path.is_file():
+            problems.append(f"BATON_SEAL_PKCS12_PATH={self.seal_pkcs12_path} is not a file; "
+                            "mount the organisation's PKCS#12 there")
+        problems.extend(self._database_problems())
+        problems.extend(self._webauthn_problems())
+        return problems
+
+    def _database_problems(self) -> list[str]:
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError:
+            return ["BATON_DATABASE_URL is not a database URL; use "
+                    "postgresql+psycopg://user:password@host:5432/baton"]
+        if url.get_backend_name() == "sqlite":
+            return ["BATON_DATABASE_URL is SQLite, which serialises every write and lives on "
+                    "one disk; use PostgreSQL: postgresql+psycopg://user:password@host:5432/baton"]
+        if url.password in DEV_DATABASE_PASSWORDS:
+            return ["BATON_DATABASE_URL uses the development password 'baton'; give the "
+                    "database user a random password (`openssl rand -hex 24`) and put it in "
+                    "the URL (in docker compose: POSTGRES_PASSWORD)"]
+        return []
+
+    def _webauthn_problems(self) -> list[str]:
+        # passkeys work only on a secure origin whose host is the relying party id or a
+        # subdomain of it; anything else makes every signing ceremony fail in the browser
+        problems: list[str] = []
+        if self.webauthn_rp_id == "localhost":
+            problems.append("BATON_WEBAUTHN_RP_ID is 'localhost'; set the site's domain, e.g. "
+                            "baton.example.com (no scheme, no port)")
+        origin = urlsplit(self.webauthn_origin)
+        if origin.scheme != "https":
+            problems.append(f"BATON_WEBAUTHN_ORIGIN={self.webauthn_origin} is not https; "
+                            "browsers allow passkeys only on https, e.g. "
+                            "https://baton.example.com")
+        host = origin.hostname or ""
+        if self.webauthn_rp_id != "localhost" and not (
+                host == self.webauthn_rp_id or host.endswith("." + self.webauthn_rp_id)):
+            problems.append(f"BATON_WEBAUTHN_ORIGIN's host {host!r} is not "
+                            f"BATON_WEBAUTHN_RP_ID={self.webauthn_rp_id!r} or a subdomain of it; "
+                            "make them name the same site")
+        return problems
 
 
 @lru_cache
