@@ -54,6 +54,9 @@ class PolicyRules(BaseModel):
     # compensation alternatives offered beside the lump sum
     compensation_extra_protection: timedelta = timedelta(0)
     compensation_extra_share_bp: int = Field(default=0, ge=0, le=10_000)
+    # post-reassignment monitoring flags a case whose customers' revenue fell by more than this
+    # (after vs before the transfer); versions stored before it existed read the default
+    revenue_drop_flag_bp: int = Field(default=2_000, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _durations_make_sense(self) -> PolicyRules:

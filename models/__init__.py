@@ -22,6 +22,7 @@ from models.reassignment import (
     RequestDocument,
     SignatureRecord,
 )
+from models.satisfaction import SatisfactionScore
 from models.signing import OneTimeCode, PasskeyCredential, WebAuthnChallenge
 from models.valuation import ValuationRun, ValuationSnapshot
 
@@ -52,6 +53,7 @@ __all__ = [
     "RefreshToken",
     "RequestCustomer",
     "RequestDocument",
+    "SatisfactionScore",
     "SettlementRun",
     "SignatureRecord",
     "Statement",
