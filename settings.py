@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -58,6 +58,22 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     activity_threads: int = Field(default=16, ge=1)
+    # observability (issue 8; docs/OBSERVABILITY.md). Log lines as JSON for a log shipper, or
+    # text (`cli.py dev` sets text for its children)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # GET /metrics on the API: open to whoever reaches the port (a private network) unless set;
+    # then a scraper sends `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None
+    # the worker's Temporal SDK Prometheus endpoint, host:port (compose: 0.0.0.0:9464); empty:
+    # off. Worker processes on one host each need their own port.
+    worker_metrics_address: str = ""
+    # prometheus_client's multiprocess mode, for `uvicorn --workers N`: an empty directory that
+    # the API's processes share. Set it in the real environment (prometheus_client reads it on
+    # import, not from .env); /metrics then adds up every process.
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"))
     data_dir: Path = ROOT / ".data"
     # signing ceremony (issue 5): WebAuthn relying party, and the one-time code fallback
     webauthn_rp_id: str = "localhost"  # the site's domain, without scheme or port
@@ -78,6 +94,21 @@ class Settings(BaseSettings):
     # Checked when first used (payload_codec.key_ring): a validator here would echo the keys.
     payload_keys: SecretStr | None = None
     payload_active_key_id: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("BATON_WORKER_METRICS_ADDRESS must be host:port, e.g. "
+                                 "0.0.0.0:9464, or empty to turn the worker's metrics off")
+        return value
 
     @model_validator(mode="after")
     def _seal_dev_cert_dir_default(self) -> Settings:
