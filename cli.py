@@ -209,6 +209,7 @@ class DevStack:
         self.children.append(_Child(name, process))
 
     def _start_temporal(self) -> None:
+        from temporal_client import dev_server_dynamic_config_args
         from workflows.search_attributes import CLI_TYPES
 
         s = self.settings
@@ -224,6 +225,7 @@ class DevStack:
                 "--log-level", "warn"]
         for name, kind in CLI_TYPES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
+        argv += dev_server_dynamic_config_args()  # TemporalReportedProblems for the monitor
         self._spawn("temporal", argv)
 
     def _wait_for_temporal(self) -> None:

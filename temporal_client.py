@@ -6,11 +6,30 @@ payload is encrypted before it reaches Temporal.
 
 from __future__ import annotations
 
+import json
+
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payload_codec import data_converter
 from settings import Settings
+
+# Server settings for the dev servers that Baton starts (`cli.py dev`, the tests); the
+# docker-compose server reads the same from deploy/temporal/dynamicconfig/development-sql.yaml.
+# After this many consecutive failed or timed-out workflow tasks the server sets the system
+# search attribute TemporalReportedProblems, which the stuck monitor queries
+# (api/services/monitor.py); a successful task clears it.
+DEV_SERVER_DYNAMIC_CONFIG: dict[str, int] = {
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": 2,
+}
+
+
+def dev_server_dynamic_config_args() -> list[str]:
+    """`temporal server start-dev` arguments: KEY=VALUE with the value as JSON."""
+    args: list[str] = []
+    for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+        args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    return args
 
 
 async def connect(settings: Settings) -> Client:

@@ -60,6 +60,7 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit.verify"
     AUDIT_READ = "audit.read"
     PAYLOAD_DECODE = "codec.decode"
+    MONITOR_STUCK = "monitor.stuck"
 
 
 EVERYONE = frozenset(Role)
@@ -116,6 +117,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.AUDIT_VERIFY: _roles(_HR, _L, _A),
     Action.AUDIT_READ: _roles(_HR, _L),
     Action.PAYLOAD_DECODE: _roles(_HR, _A),
+    # the Temporal UI's users (PAYLOAD_DECODE); admin sees ids only, HR names in scope
+    Action.MONITOR_STUCK: _roles(_HR, _A),
 }
 
 ACTION_SUMMARY: Mapping[Action, str] = {
@@ -159,6 +162,7 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.AUDIT_VERIFY: "verify the audit hash chain",
     Action.AUDIT_READ: "search and export audit events",
     Action.PAYLOAD_DECODE: "decode Temporal payloads in the Temporal UI (codec server)",
+    Action.MONITOR_STUCK: "list overdue cases and failing workflows (Temporal visibility)",
 }
 
 
