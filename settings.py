@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -21,6 +21,19 @@ DEV_DATABASE_PASSWORDS = frozenset({"baton"})
 class ProductionSettingsError(RuntimeError):
     """BATON_ENV=production with development defaults. Not a ValueError on purpose: pydantic
     would wrap it and print every setting's value (secrets included) beside the message."""
+
+
+class WebhookRobot(BaseModel):
+    """One group robot (BATON_WEBHOOK_ROBOTS, a JSON list of these; README "Notifications")."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    provider: Literal["wecom", "dingtalk", "feishu"]
+    url: SecretStr  # the webhook address carries the robot's key
+    secret: SecretStr | None = None  # DingTalk / Feishu signing secret ("加签" / "签名校验")
+    # the notice kinds the group hears of; ids and links only, never names or reasons
+    kinds: list[str] = Field(default_factory=lambda: [
+        "APPROVAL_ESCALATED", "APPEAL_OPENED", "DECLINED", "EXPIRED_NO_CONSENT", "CANCELLED"])
+    language: str = "zh-CN"
 
 
 class Settings(BaseSettings):
@@ -94,6 +107,18 @@ class Settings(BaseSettings):
     # Checked when first used (payload_codec.key_ring): a validator here would echo the keys.
     payload_keys: SecretStr | None = None
     payload_active_key_id: str | None = None
+    # notifications (issue 9; README "Notifications"): without BATON_SMTP_HOST and robots only
+    # the in-app records are made. Links in messages start with public_url (default: the
+    # WebAuthn origin, where the browser already reaches Baton).
+    public_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Baton <baton@localhost>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_robots: list[WebhookRobot] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -115,6 +140,10 @@ class Settings(BaseSettings):
         if self.seal_dev_cert_dir is None:
             self.seal_dev_cert_dir = self.data_dir / "seal"
         return self
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or self.webauthn_origin).rstrip("/")
 
     @model_validator(mode="after")
     def _production_has_real_secrets(self) -> Settings:

@@ -11,6 +11,7 @@ from models.commission import (
 from models.customer import Assignment, AssignmentSource, Customer, Order, OrderKind
 from models.delegation import ApprovalDelegation
 from models.login import LoginFailure, RefreshToken
+from models.notification_delivery import DeliveryStatus, NotificationDelivery
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
 from models.policy import PolicyAcknowledgement, PolicyStatus, PolicyVersion
 from models.reassignment import (
@@ -37,9 +38,11 @@ __all__ = [
     "CommissionLine",
     "CommissionPlan",
     "Customer",
+    "DeliveryStatus",
     "Employee",
     "EmploymentStatus",
     "LoginFailure",
+    "NotificationDelivery",
     "NotificationRecord",
     "OneTimeCode",
     "Order",
