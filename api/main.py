@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import API_PREFIX
 from api.middleware import SecureHeadersMiddleware
+from api.observability import install_observability
 from api.problems import (
     Problem,
     install_problem_handlers,
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     codec_routes.install_codec_server(app, settings, API_PREFIX)
     # the pages (web/): /, /login, /logout, /app/..., /static; errors on them are pages
     install_web(app)
+    # /healthz, /readyz, /metrics, request ids and logs; last, so its middleware is outermost
+    install_observability(app, settings)
     return app
 
 

@@ -20,6 +20,7 @@ class Action(StrEnum):
     REFRESH = "auth.refresh"  # public: a refresh token is the credential
     LOGOUT = "auth.logout"
     HEALTH = "health.read"  # public
+    METRICS_READ = "metrics.read"  # public unless BATON_METRICS_TOKEN is set
     OWN_PROFILE = "me.read"
     OWN_PASSWORD = "me.password"
     OWN_PASSKEYS = "me.passkeys"
@@ -65,7 +66,7 @@ class Action(StrEnum):
 
 EVERYONE = frozenset(Role)
 PUBLIC: frozenset[Role] = frozenset()  # no login needed; see PUBLIC_ACTIONS
-PUBLIC_ACTIONS = frozenset({Action.LOGIN, Action.REFRESH, Action.HEALTH})
+PUBLIC_ACTIONS = frozenset({Action.LOGIN, Action.REFRESH, Action.HEALTH, Action.METRICS_READ})
 
 _S, _M, _D = Role.SALES, Role.MANAGER, Role.DIRECTOR
 _HR, _L, _F, _A = Role.HR, Role.LEGAL, Role.FINANCE, Role.ADMIN
@@ -80,6 +81,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.LOGIN: PUBLIC,
     Action.REFRESH: PUBLIC,
     Action.HEALTH: PUBLIC,
+    Action.METRICS_READ: PUBLIC,
     Action.LOGOUT: EVERYONE,
     Action.OWN_PROFILE: EVERYONE,
     Action.OWN_PASSWORD: EVERYONE,
@@ -125,6 +127,7 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.LOGIN: "log in with a password",
     Action.REFRESH: "exchange a refresh token for a new access token",
     Action.HEALTH: "check that the service is up",
+    Action.METRICS_READ: "scrape Prometheus metrics (a bearer token if BATON_METRICS_TOKEN is set)",
     Action.LOGOUT: "log out (revoke this session's refresh token)",
     Action.OWN_PROFILE: "read one's own profile",
     Action.OWN_PASSWORD: "change one's own password",
