@@ -19,6 +19,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.documents import DocumentActivities
 from activities.reassignment import ReassignmentActivities
 from activities.settlement import SettlementActivities
@@ -28,6 +29,7 @@ from domain.workflow_dto import SettlementInput
 from models.db import SessionFactory, engine_for, session_factory
 from settings import get_settings
 from temporal_client import connect
+from workflows.bulk import BulkReassignmentWorkflow
 from workflows.reassignment import ReassignmentWorkflow
 from workflows.settlement import CommissionSettlementWorkflow
 from workflows.valuation import ValuationRefreshWorkflow
@@ -45,10 +47,12 @@ def build_worker(
     settlement = SettlementActivities(sessions, timezone)
     valuation = ValuationActivities(sessions)
     documents = DocumentActivities(sessions, timezone)
+    bulk = BulkActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow],
+        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow,
+                   BulkReassignmentWorkflow],
         activities=[
             reassignment.assess_request,
             reassignment.record_transition,
@@ -61,6 +65,10 @@ def build_worker(
             documents.render_personal_report,
             documents.render_agreement,
             documents.seal_agreement,
+            bulk.load_groups,
+            bulk.create_group_request,
+            bulk.record_progress,
+            bulk.cancel_children,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,

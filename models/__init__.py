@@ -1,6 +1,7 @@
 """SQLModel tables, one module per aggregate. Importing this package registers them all."""
 
 from models.audit import AuditChainHead, AuditEvent
+from models.bulk import Reorganisation, ReorganisationRow
 from models.commission import (
     CommissionLine,
     CommissionPlan,
@@ -54,6 +55,8 @@ __all__ = [
     "PolicyVersion",
     "ReassignmentRequest",
     "RefreshToken",
+    "Reorganisation",
+    "ReorganisationRow",
     "RequestCustomer",
     "RequestDocument",
     "SatisfactionScore",

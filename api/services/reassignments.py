@@ -6,8 +6,6 @@ routes run them in the thread pool. None of them holds a transaction while Tempo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,14 +30,15 @@ from api.schemas import (
 )
 from api.security import Actor
 from api.services.scope import Scope, request_not_found
+from domain import workflow_text
 from domain.impact import Assessment
 from domain.policy import PolicyRules, Terms, check_request, default_terms
 from domain.stages import Stage
-from domain.workflow_dto import ReassignmentInput, workflow_id_for
+from domain.workflow_dto import ReassignmentInput
 from models.assessment import build_assessment
-from models.audit import AuditEvent, append_audit_event
+from models.audit import AuditEvent
 from models.db import SessionFactory
-from models.facts import customer_facts, employee_facts, trailing_revenue_fen
+from models.facts import customer_facts, employee_facts
 from models.policy import PolicyStatus, PolicyVersion
 from models.reassignment import (
     Appeal,
@@ -48,6 +47,7 @@ from models.reassignment import (
     RequestCustomer,
     SignatureRecord,
 )
+from models.submission import canonical_hash, find_by_key, insert_request
 from settings import Settings
 from workflows import search_attributes
 
@@ -61,9 +61,7 @@ log = logging.getLogger(__name__)
 
 def payload_hash(body: SubmitIn) -> str:
     """SHA-256 of the body's canonical JSON: the same request always hashes the same."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical_hash(body.model_dump(mode="json"))
 
 
 def to_out(request: ReassignmentRequest) -> RequestOut:
@@ -82,12 +80,7 @@ class Submission:
 
 
 def _find_by_key(session: Session, requester_id: int, key: str) -> ReassignmentRequest | None:
-    return session.exec(
-        select(ReassignmentRequest).where(
-            ReassignmentRequest.requester_id == requester_id,
-            ReassignmentRequest.idempotency_key == key,
-        )
-    ).first()
+    return find_by_key(session, requester_id, key)
 
 
 def _repeat(existing: ReassignmentRequest, digest: str) -> Submission:
@@ -201,47 +194,11 @@ def _validate_and_insert(
     policy, rules = _validate(session, actor, body, now)
     assert policy.id is not None
     terms, assessment = _assessed_terms(session, body, rules, now)
-    customer_ids = list(dict.fromkeys(body.customer_ids))
-    request = ReassignmentRequest(
-        idempotency_key=key,
-        payload_hash=digest,
-        requester_id=actor.employee_id,
-        from_employee_id=body.from_employee_id,
-        to_employee_id=body.to_employee_id,
-        customer_ids=customer_ids,
-        reason=body.reason.value,
-        note=body.note,
-        stage=Stage.SUBMITTED,
-        policy_version_id=policy.id,
-        terms=terms.model_dump(mode="json"),
-        assessment=assessment.model_dump(mode="json"),
-        value_fen=trailing_revenue_fen(session, customer_ids, now - VALUE_WINDOW),
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(request)
-    session.flush()  # assigns the id the workflow id is made of
-    assert request.id is not None
-    request.workflow_id = workflow_id_for(request.id)
-    session.add(request)
-    session.add_all(RequestCustomer(request_id=request.id, customer_id=c) for c in customer_ids)
-    append_audit_event(session, AuditEvent(
-        occurred_at=now, event_type="REQUEST_SUBMITTED", request_id=request.id,
-        workflow_id=request.workflow_id, transition_seq=0, actor_id=actor.employee_id,
-        to_stage=Stage.SUBMITTED.value,
-        # ids only: the audit detail must not carry names or free text
-        detail={"from_employee_id": body.from_employee_id, "to_employee_id": body.to_employee_id,
-                "customer_ids": customer_ids, "policy_version_id": policy.id,
-                "reason": body.reason.value, "value_fen": request.value_fen},
-        entity_type="reassignment_request", entity_id=str(request.id), before=None,
-        after={"stage": Stage.SUBMITTED.value, "from_employee_id": body.from_employee_id,
-               "to_employee_id": body.to_employee_id, "customer_ids": customer_ids,
-               "policy_version_id": policy.id, "terms": request.terms,
-               "value_fen": request.value_fen},
-        reason=body.reason.value,  # the reason code; the free-text note stays on the request
-        chain_index=0, prev_hash="", hash="",
-    ))
-    return request
+    return insert_request(
+        session, requester_id=actor.employee_id, from_employee_id=body.from_employee_id,
+        to_employee_id=body.to_employee_id, customer_ids=body.customer_ids, reason=body.reason,
+        note=body.note, key=key, digest=digest, policy_version_id=policy.id, terms=terms,
+        assessment=assessment, now=now)
 
 
 async def start_workflow(
@@ -267,6 +224,15 @@ async def start_workflow(
                 from_employee_id=request.from_employee_id,
                 to_employee_id=request.to_employee_id,
             ),
+            # the Temporal UI's summary: ids and codes only (domain/workflow_text.py)
+            static_summary=workflow_text.reassignment_summary(
+                request.id, len(request.customer_ids), request.from_employee_id,
+                request.to_employee_id),
+            static_details=workflow_text.reassignment_details(
+                request_id=request.id, requester_id=request.requester_id,
+                from_employee_id=request.from_employee_id,
+                to_employee_id=request.to_employee_id, customer_ids=request.customer_ids,
+                reason=request.reason, policy_version_id=request.policy_version_id),
         )
     except WorkflowAlreadyStartedError:
         if fresh:
