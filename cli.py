@@ -6,6 +6,10 @@
     python cli.py create-user --username hu --employee-no E200 --roles hr,admin
     python cli.py audit verify   # recompute the audit hash chain (alias: audit-verify)
     python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
+    python cli.py import KIND FILE [--dry-run] [--errors-out problems.csv]  # migrate data in
+    python cli.py import all DIR [--dry-run]   # every kind in a folder, in dependency order
+    python cli.py import template KIND [--format csv|xlsx] [-o FILE]   # a documented template
+    python cli.py export DIR [--format csv|xlsx]   # the same files out of the database
     python cli.py verify-agreement sealed.pdf [--request-id 42]   # check a sealed agreement
     python cli.py seal-dev-cert  # make (once) and show the self-signed development seal cert
     python cli.py payload-key new     # a new Temporal payload key line, for rotation
@@ -553,6 +557,89 @@ def cmd_import_orders(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """`import KIND FILE` or `import all DIR`: check every row, then write all or nothing."""
+    from domain.importing import PROBLEM_COLUMNS, kind_named
+    from domain.tabular import write_csv
+    from models.importing import (
+        ImportFile,
+        ImportNotFound,
+        files_in_directory,
+        format_report,
+        run_import,
+    )
+    from models.order_ingest import ConcurrentInsert
+    from models.types import utcnow
+
+    try:
+        if args.import_kind == "all":
+            files = files_in_directory(Path(args.path))
+        else:
+            path = Path(args.path)
+            files = [ImportFile(kind_named(args.import_kind), path.name, path.read_bytes())]
+    except ImportNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            report = run_import(session, files, timezone=settings.org_timezone, now=utcnow(),
+                                dry_run=args.dry_run)
+    except ConcurrentInsert as exc:
+        print(f"error: {exc}; nothing was imported", file=sys.stderr)
+        return 1
+    finally:
+        dispose()
+    print("\n".join(format_report(report)))
+    if args.errors_out:
+        Path(args.errors_out).write_bytes(write_csv(
+            PROBLEM_COLUMNS, [[p.as_row()[c] for c in PROBLEM_COLUMNS] for p in report.problems]))
+        print(f"problems written to {args.errors_out}")
+    return 0 if report.ok else 1
+
+
+def cmd_import_template(_settings: Settings, args: argparse.Namespace) -> int:
+    """A documented template: the header and an example row (.xlsx: a sheet per column too)."""
+    from domain.importing import kind_named
+    from domain.tabular import template_rows, write_csv, write_xlsx
+
+    kind = kind_named(args.kind)
+    data = write_xlsx(kind, template_rows(kind)) if args.format == "xlsx" else \
+        write_csv(kind.column_names, template_rows(kind))
+    out = Path(args.output or f"{kind.name}.{args.format}")
+    out.write_bytes(data)
+    print(f"wrote {out}: the columns of {kind.name} and an example row; the columns are "
+          "described in docs/IMPORT.md" + (" and on the sheet 'columns'"
+                                           if args.format == "xlsx" else ""))
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Every kind of import file from the database, so `import all DIR` reads them back."""
+    from domain.importing import KINDS
+    from domain.tabular import write_csv, write_xlsx
+    from models.importing import export_rows
+
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            tables = export_rows(session, settings.org_timezone)
+    finally:
+        dispose()
+    directory = Path(args.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        kind = KINDS[name]
+        data = write_xlsx(kind, rows) if args.format == "xlsx" else \
+            write_csv(kind.column_names, rows)
+        (directory / f"{name}.{args.format}").write_bytes(data)
+        print(f"{directory / f'{name}.{args.format}'}: {len(rows)} rows")
+    return 0
+
+
 def cmd_seal_dev_cert(settings: Settings, _args: argparse.Namespace) -> int:
     from documents.seal import SealError
 
@@ -679,6 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--dry-run", action="store_true",
                         help="report every bad row with its line number; write nothing")
     orders.set_defaults(func=cmd_import_orders)
+    _add_import_parsers(sub)
     verify = sub.add_parser("verify-agreement", help="check a sealed agreement PDF: the seal "
                             "intact and trusted, who signed, when and how; exit 1 if not")
     verify.add_argument("file", help="the sealed agreement (PDF)")
@@ -699,6 +787,38 @@ def build_parser() -> argparse.ArgumentParser:
                        "the keys); makes the development key when none is configured")
     keys.set_defaults(func=cmd_payload_key)
     return parser
+
+
+def _add_import_parsers(sub: Any) -> None:
+    from domain.importing import KINDS
+
+    imp = sub.add_parser("import", help="migrate data from another system: check CSV or .xlsx "
+                         "files row by row, then import all or nothing (docs/IMPORT.md)")
+    kinds = imp.add_subparsers(dest="import_kind", required=True, metavar="KIND")
+    for name, kind in [*KINDS.items(), ("all", None)]:
+        one = kinds.add_parser(
+            name, aliases=[name.replace("-", "_")] if "-" in name else [],
+            help=f"{kind.title}: {kind.description}" if kind else
+            "every <kind>.csv or <kind>.xlsx in a folder, in dependency order, in one "
+            "transaction")
+        one.add_argument("path", metavar="DIR" if kind is None else "FILE")
+        one.add_argument("--dry-run", action="store_true",
+                         help="check every row and report; write nothing")
+        one.add_argument("--errors-out", metavar="CSV", default=None,
+                         help="also write the problems (file, row, column, value, code, "
+                              "message) to this CSV file")
+        one.set_defaults(func=cmd_import, import_kind=name)
+    template = kinds.add_parser("template", help="write a documented template of one kind")
+    template.add_argument("kind", choices=list(KINDS))
+    template.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    template.add_argument("-o", "--output", default=None,
+                          help="the file to write (default: KIND.FORMAT)")
+    template.set_defaults(func=cmd_import_template)
+    export = sub.add_parser("export", help="write every kind of import file from the database "
+                            "(`import all DIR` reads them back)")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    export.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,7 +143,7 @@ def load_demo_data(session: Session, now: datetime) -> dict[str, int]:
 
     units: dict[str, OrgUnit] = {}
     for key, (name, function, parent, _head) in _UNITS.items():
-        unit = OrgUnit(name=name, function=function,
+        unit = OrgUnit(code=key.upper().replace("_", "-"), name=name, function=function,
                        parent_id=units[parent].id if parent else None)
         session.add(unit)
         session.flush()

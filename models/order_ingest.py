@@ -463,12 +463,13 @@ def ingest(
     timezone: str,
     dry_run: bool = False,
     actor_id: int | None = None,
-    event_type: str = EVENT_POSTED,
+    event_type: str | None = EVENT_POSTED,
 ) -> IngestReport:
     """Check `raw_rows` as one batch; unless `dry_run` or anything is wrong, insert them.
 
     Writes (in the caller's transaction, which the caller commits): the new Order rows, the
-    commission recompute for them, and one audit event when anything was created. Raises
+    commission recompute for them, and one audit event when anything was created (none when
+    `event_type` is None). Raises
     ConcurrentInsert when another transaction stored one of the ids meanwhile.
     """
     report = IngestReport(dry_run=dry_run, rows=len(raw_rows))
@@ -573,6 +574,8 @@ def ingest(
 
     created_ids = sorted(ids.values())
     report.recomputed_lines = int(recompute_for_orders(session, created_ids))
+    if event_type is None:  # the caller audits the run (models.importing: one summary event)
+        return report
     append_audit_event(session, AuditEvent(
         occurred_at=utcnow(), event_type=event_type, actor_id=actor_id,
         detail={"rows": report.rows, "created": report.created,

@@ -20,6 +20,8 @@ class OrgUnit(SQLModel, table=True):
     __tablename__ = "org_unit"
 
     id: int | None = Field(default=None, primary_key=True)
+    # the natural key of `cli.py import org-units` (the code in the system migrated from)
+    code: str | None = Field(default=None, max_length=40, unique=True)
     name: str = Field(max_length=200)
     function: str = Field(max_length=20, description="company, sales, team, hr or legal")
     parent_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
