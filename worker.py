@@ -26,6 +26,7 @@ from activities.settlement import SettlementActivities
 from activities.valuation import ValuationActivities
 from domain.valuation import ValuationRefreshInput
 from domain.workflow_dto import SettlementInput
+from domain.workflow_text import settlement_summary, valuation_summary
 from models.db import SessionFactory, engine_for, session_factory
 from settings import get_settings
 from temporal_client import connect
@@ -80,7 +81,8 @@ async def ensure_settlement_schedule(client: Client, task_queue: str, timezone: 
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             "CommissionSettlementWorkflow", SettlementInput(trigger="schedule"),
-            id="settlement-scheduled", task_queue=task_queue),
+            id="settlement-scheduled", task_queue=task_queue,
+            static_summary=settlement_summary("schedule (monthly)", None)),
         spec=ScheduleSpec(cron_expressions=["0 1 1 * *"], time_zone_name=timezone),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
@@ -93,7 +95,9 @@ async def ensure_valuation_schedule(client: Client, task_queue: str, timezone: s
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             "ValuationRefreshWorkflow", ValuationRefreshInput(trigger="schedule"),
-            id="valuation-scheduled", task_queue=task_queue),
+            id="valuation-scheduled", task_queue=task_queue,
+            static_summary=valuation_summary("schedule (nightly)",
+                                             ValuationRefreshInput().horizon_months)),
         spec=ScheduleSpec(cron_expressions=["30 2 * * *"], time_zone_name=timezone),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )

@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.valuation import ValuationActivities
     from domain.valuation import ValuationRefreshInput, ValuationRefreshResult
+    from domain.workflow_text import valuation_summary
 
 REFRESH_TIMEOUT = timedelta(hours=1)  # 20k customers / 1M orders take about a minute
 HEARTBEAT_TIMEOUT = timedelta(minutes=2)  # the activity heartbeats every 10 s, also mid-fit
@@ -33,6 +34,8 @@ class ValuationRefreshWorkflow:
         if len(run_key) > 100:  # the column's width
             run_key = "sha256:" + hashlib.sha256(run_key.encode()).hexdigest()
         note = f"{inp.trigger}: {inp.label}" if inp.label else inp.trigger
+        # the Temporal UI's line (ids and codes only: the label is free text)
+        workflow.set_current_details(valuation_summary(inp.trigger, inp.horizon_months))
         self._result = await workflow.execute_activity_method(
             ValuationActivities.refresh_valuations,
             args=[run_key, workflow.now(), inp.horizon_months, note],

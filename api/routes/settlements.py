@@ -15,6 +15,7 @@ from api.problems import problem_responses
 from api.security import Actor
 from domain.permissions import Action
 from domain.workflow_dto import SettlementInput
+from domain.workflow_text import settlement_summary
 from models.commission import SettlementRun
 
 router = APIRouter(prefix="/settlements", tags=["commission settlement"])
@@ -67,7 +68,8 @@ async def start_settlement(body: SettlementStartIn, actor: SettlementRunner,
         "CommissionSettlementWorkflow",
         SettlementInput(trigger="manual", requested_by=actor.employee_id,
                         finalize=body.finalize, skip_grace=body.skip_grace),
-        id=workflow_id, task_queue=settings.task_queue)
+        id=workflow_id, task_queue=settings.task_queue,
+        static_summary=settlement_summary("manual", actor.employee_id))
     return SettlementStartedOut(workflow_id=workflow_id)
 
 

@@ -15,6 +15,7 @@ from api.problems import problem_responses
 from api.security import Actor
 from domain.permissions import Action
 from domain.valuation import ValuationRefreshInput
+from domain.workflow_text import valuation_summary
 from models.valuation import ValuationRun
 
 router = APIRouter(prefix="/valuations", tags=["customer valuation"])
@@ -62,7 +63,8 @@ async def start_valuation(body: ValuationStartIn,
         "ValuationRefreshWorkflow",
         ValuationRefreshInput(horizon_months=body.horizon_months, label=body.label,
                               trigger="manual"),
-        id=workflow_id, task_queue=settings.task_queue)
+        id=workflow_id, task_queue=settings.task_queue,
+        static_summary=valuation_summary("manual", body.horizon_months))
     return ValuationStartedOut(workflow_id=workflow_id)
 
 

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from temporalio import workflow
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -161,6 +162,20 @@ async def test_monitor_finds_the_overdue_approval_and_the_failing_workflow(
     assert failing["query"] == ("ExecutionStatus = 'Running' AND TemporalReportedProblems IN "
                                 "('category=WorkflowTaskFailed', "
                                 "'category=WorkflowTaskTimedOut')")
+
+    # the Temporal UI's lines: the summary given at start and the current details, ids only
+    handle = dev_env.client.get_workflow_handle(f"reassignment-{late}")
+    description = await handle.describe()
+    assert await description.static_summary() == (
+        f"Reassignment request {late} · 1 customer · employee {people.sales_a1} → employee "
+        f"{people.sales_a2}")
+    assert f"**Customers** {people.customers_a1[1]}" in (await description.static_details()
+                                                          or "")
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    due = datetime.fromisoformat(item["deadline"]).strftime("%Y-%m-%dT%H:%MZ")
+    assert metadata.current_details.startswith(
+        f"request {late} · PENDING_APPROVAL level 1/2 · due {due} · awaiting employee")
+    assert str(people.director) in metadata.current_details
 
     # asked for one stage only, with no grace: the query says so, the late request is still in
     r = await live.http.get("/api/v1/monitor/stuck?stage=PENDING_APPROVAL&grace_minutes=0",
