@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.bulk import BulkActivities
 from activities.documents import DocumentActivities
+from activities.notifications import NotificationActivities
 from activities.reassignment import ReassignmentActivities
 from activities.settlement import SettlementActivities
 from activities.valuation import ValuationActivities
@@ -28,6 +29,8 @@ from domain.valuation import ValuationRefreshInput
 from domain.workflow_dto import SettlementInput
 from domain.workflow_text import settlement_summary, valuation_summary
 from models.db import SessionFactory, engine_for, session_factory
+from notifications.channels import DeliveryChannels
+from notifications.config import channels_from_settings
 from settings import get_settings
 from temporal_client import connect
 from workflows.bulk import BulkReassignmentWorkflow
@@ -41,13 +44,17 @@ VALUATION_SCHEDULE_ID = "baton-nightly-valuation"
 
 def build_worker(
     client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8,
-    timezone: str = "Asia/Shanghai",
+    timezone: str = "Asia/Shanghai", channels: DeliveryChannels | None = None,
+    public_url: str = "http://localhost:8000",
 ) -> Worker:
     """A worker for Baton's workflows; sync activities run on a thread pool."""
     reassignment = ReassignmentActivities(sessions)
     settlement = SettlementActivities(sessions, timezone)
     valuation = ValuationActivities(sessions)
     documents = DocumentActivities(sessions, timezone)
+    # no channels (the dev default): notices stay in-app only
+    notifications = NotificationActivities(sessions, channels, public_url=public_url,
+                                           timezone=timezone)
     bulk = BulkActivities(sessions)
     return Worker(
         client,
@@ -59,6 +66,7 @@ def build_worker(
             reassignment.record_transition,
             reassignment.escalate_approval,
             reassignment.notify,
+            notifications.deliver_notifications,
             settlement.plan_settlement,
             settlement.recompute_open_period,
             settlement.finalize_settlement_period,
@@ -112,7 +120,8 @@ async def run() -> None:
     await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
     await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
     worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads,
-                          settings.org_timezone)
+                          settings.org_timezone, channels_from_settings(settings),
+                          settings.public_base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -277,6 +277,23 @@ class Notification(BaseModel):
     recipient_role: Role | None = None
 
 
+class NotificationDeliveryInput(BaseModel):
+    """Send the notice (workflow_id, key) by e-mail and to group robots (issue 9)."""
+
+    workflow_id: str
+    key: str  # the Notification's key: its in-app records name the recipients
+    request_id: int
+    kind: str
+    # ids, stage codes and ISO times for the templates; free text (a reason) only reaches the
+    # recipients' personal e-mail, never a group robot
+    params: dict[str, str | int] = Field(default_factory=dict)
+
+
+class NotificationDeliveryResult(BaseModel):
+    sent: int = 0
+    failed: int = 0  # gave up for good (e.g. no e-mail address on record)
+
+
 class ActionRejection(StrEnum):
     """Why an Update validator refused an action. The API maps WRONG_ACTOR to 403, others 409."""
 

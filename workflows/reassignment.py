@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
+    from activities.notifications import DELIVERY_ATTEMPT_TIMEOUT, NotificationActivities
     from activities.reassignment import OWNERSHIP_CHANGED, ReassignmentActivities
     from domain.stages import Role, Stage
     from domain.workflow_dto import (
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         LevelState,
         LevelStatus,
         Notification,
+        NotificationDeliveryInput,
         OwnershipTransfer,
         ReasonedActionInput,
         ReassignApprovalInput,
@@ -51,8 +53,14 @@ RENDER_TIMEOUT = timedelta(minutes=5)
 # workflow.patched ids: histories recorded before a change replay along the old path
 PATCH_PERSONAL_REPORT = "personal-report-v1"
 PATCH_AGREEMENT = "agreement-and-seal-v1"
+# e-mail and group-robot delivery after each in-app notice, and the notices it added
+# (APPROVED to the requester; escalations delivered too)
+PATCH_DELIVERY = "notification-delivery"
 WRITE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SIGNABLE_STAGES = frozenset({Stage.COMMUNICATION, Stage.AWAITING_SIGNATURE})
+# bounded: about 8 minutes of retries, then the rows stay `failed` for HR to see
+DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=30), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=5), maximum_attempts=5)
 
 
 def _reject(kind: ActionRejection, message: str) -> ApplicationError:
@@ -74,6 +82,7 @@ class ReassignmentWorkflow:
         self._window_end: datetime | None = None
         self._appeal_paused_at: datetime | None = None
         self._agreement_pending = False
+        self._deliveries: list[asyncio.Task[object]] = []
 
     # --- main line ---------------------------------------------------------------------
 
@@ -132,7 +141,8 @@ class ReassignmentWorkflow:
                            approval=self._approval_write(level))
         await self._notify("APPROVAL_REQUESTED",
                            f"Please review reassignment request {self._state.request_id} "
-                           f"(approval level {level.level}).", [level.approver_id])
+                           f"(approval level {level.level}).", [level.approver_id],
+                           params=_level_params(level))
         escalated = False
         while level.status == LevelStatus.PENDING and not self._closed():
             target = level.due_at if level.reminded else level.reminder_at
@@ -147,7 +157,8 @@ class ReassignmentWorkflow:
                     await self._notify("APPROVAL_REMINDER",
                                        f"Approval level {level.level} of request "
                                        f"{self._state.request_id} is due at "
-                                       f"{level.due_at.isoformat()}.", level.eligible)
+                                       f"{level.due_at.isoformat()}.", level.eligible,
+                                       params=_level_params(level))
                 else:
                     escalated = True
                     await self._escalate(level)
@@ -172,7 +183,11 @@ class ReassignmentWorkflow:
             self._history("APPROVAL_ESCALATED", None,
                           {"level": level.level,
                            "escalation_approver_id": result.escalation_approver_id})
+            seq = self._seq
         approver = result.escalation_approver_id
+        if approver is not None:
+            # escalate_approval wrote the in-app record (key escalation-<seq>) itself
+            self._deliver(f"escalation-{seq}", "APPROVAL_ESCALATED", _level_params(level))
         if approver is not None and approver not in level.escalated_to:
             level.escalated_to.append(approver)
             if self._state.stage == Stage.PENDING_APPROVAL and level.status == LevelStatus.PENDING:
@@ -188,11 +203,15 @@ class ReassignmentWorkflow:
         await self._record("COMMUNICATION_STARTED")
         await self._render_report()
         await self._render_agreement()
+        window = {"window_end": self._window_end.isoformat()}
         await self._notify("REPORT_AVAILABLE",
                            "Your personal analysis report is ready; you may appeal or sign.",
-                           [self._ctx.from_employee_id])
+                           [self._ctx.from_employee_id], params=window)
         await self._notify("STAGE_CHANGED", "A reassignment to you was approved.",
-                           [self._ctx.to_employee_id])
+                           [self._ctx.to_employee_id], params={"stage": Stage.COMMUNICATION.value})
+        if self._delivery_on():
+            await self._notify("APPROVED", "The request was approved at every level.",
+                               [self._ctx.requester_id], params=window)
         while not self._closed():
             if self._appeal_paused_at is not None:
                 # an open appeal pauses the window; resolve_appeal extends and resumes it
@@ -242,7 +261,7 @@ class ReassignmentWorkflow:
         await self._notify_receiver()
         await self._notify("SIGNATURE_REQUESTED",
                            f"Please sign or decline the agreement by {deadline.isoformat()}.",
-                           [self._ctx.from_employee_id])
+                           [self._ctx.from_employee_id], params={"deadline": deadline.isoformat()})
         rules = self._ctx.rules
         reminders = sorted(deadline - before for before in rules.signature_reminders_before
                            if deadline - before > workflow.now())
@@ -256,7 +275,8 @@ class ReassignmentWorkflow:
                     reminders.pop(0)
                     await self._notify("SIGNATURE_REMINDER",
                                        f"The agreement awaits your decision until "
-                                       f"{deadline.isoformat()}.", [self._ctx.from_employee_id])
+                                       f"{deadline.isoformat()}.", [self._ctx.from_employee_id],
+                                       params={"deadline": deadline.isoformat()})
                     continue
                 self._set_stage(Stage.EXPIRED_NO_CONSENT)
                 await self._record("SIGNATURE_DEADLINE_PASSED")
@@ -328,15 +348,23 @@ class ReassignmentWorkflow:
             self._set_stage(Stage.CANCELLED)
             await self._record("OWNERSHIP_CHANGED_ELSEWHERE", detail={"error": cause.message})
             await self._notify("CANCELLED", cause.message, [self._ctx.requester_id],
-                               role=Role.HR)
+                               role=Role.HR, params={"reason": cause.message})
             return False
+        protection = self._state.terms.protection_period if self._state.terms else None
+        ends = {"protection_end": (effective_at + protection).isoformat()} if (
+            protection and protection > timedelta(0)
+            and self._ctx.departure_effective_at is None) else {}
         await self._notify("OWNERSHIP_TRANSFERRED", "The reassignment has taken effect.",
                            [self._ctx.from_employee_id, self._ctx.to_employee_id,
-                            self._ctx.requester_id])
+                            self._ctx.requester_id], params=ends)
         return True
 
     async def _finish(self) -> ReassignmentState:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # a delivery still retrying would be abandoned by a closed workflow: let it end (its
+        # retry policy is bounded; its failure is recorded, never raised)
+        while pending := [d for d in self._deliveries if not d.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
         return self._snapshot()
 
     # --- human actions -----------------------------------------------------------------
@@ -365,7 +393,8 @@ class ReassignmentWorkflow:
         await self._record("REJECTED", actor_id=inp.actor_id,
                            detail={"level": level.level, "reason": inp.reason},
                            on_behalf_of=inp.on_behalf_of, approval=self._approval_write(level))
-        await self._notify_parties("REJECTED", f"The request was rejected: {inp.reason}")
+        await self._notify_parties("REJECTED", f"The request was rejected: {inp.reason}",
+                                   params={"reason": inp.reason})
         return self._snapshot()
 
     @reject.validator
@@ -388,7 +417,7 @@ class ReassignmentWorkflow:
                            f"Approval level {level.level} of request {self._state.request_id} "
                            f"was handed to you by HR; it is due at "
                            f"{level.due_at.isoformat() if level.due_at else 'once'}.",
-                           [inp.new_approver_id])
+                           [inp.new_approver_id], params=_level_params(level))
         return self._snapshot()
 
     @reassign_approval.validator
@@ -400,7 +429,8 @@ class ReassignmentWorkflow:
         self._check_withdraw(inp)
         self._set_stage(Stage.WITHDRAWN)
         await self._record("WITHDRAWN", actor_id=inp.actor_id, detail={"reason": inp.reason})
-        await self._notify_parties("WITHDRAWN", f"The request was withdrawn: {inp.reason}")
+        await self._notify_parties("WITHDRAWN", f"The request was withdrawn: {inp.reason}",
+                                   params={"reason": inp.reason})
         return self._snapshot()
 
     @withdraw.validator
@@ -412,7 +442,8 @@ class ReassignmentWorkflow:
         self._check_cancel(inp)
         self._set_stage(Stage.CANCELLED)
         await self._record("CANCELLED", actor_id=inp.actor_id, detail={"reason": inp.reason})
-        await self._notify_parties("CANCELLED", f"The request was cancelled by HR: {inp.reason}")
+        await self._notify_parties("CANCELLED", f"The request was cancelled by HR: {inp.reason}",
+                                   params={"reason": inp.reason})
         return self._snapshot()
 
     @cancel.validator
@@ -454,7 +485,8 @@ class ReassignmentWorkflow:
             await self._record("APPEAL_RESOLVED", actor_id=inp.actor_id, appeal=write,
                                detail={"outcome": inp.outcome.value})
             await self._notify_parties("CANCELLED", "HR upheld the appeal and cancelled the "
-                                                    "request.")
+                                                    "request.",
+                                       params={"outcome": inp.outcome.value})
             return self._snapshot()
         self._window_end += now - self._appeal_paused_at
         self._appeal_paused_at = None
@@ -470,7 +502,9 @@ class ReassignmentWorkflow:
         assert self._ctx is not None
         await self._notify("APPEAL_RESOLVED",
                            f"HR resolved your appeal: {inp.outcome.value.lower()}.",
-                           [self._ctx.from_employee_id])
+                           [self._ctx.from_employee_id],
+                           params={"outcome": inp.outcome.value,
+                                   "window_end": self._window_end.isoformat()})
         return self._snapshot()
 
     @resolve_appeal.validator
@@ -511,7 +545,8 @@ class ReassignmentWorkflow:
                                                     reason=inp.reason))
         await self._notify("DECLINED", f"The salesperson declined: {inp.reason}. Ownership is "
                                        "unchanged.",
-                           [self._ctx.requester_id, self._ctx.to_employee_id], role=Role.HR)
+                           [self._ctx.requester_id, self._ctx.to_employee_id], role=Role.HR,
+                           params={"reason": inp.reason})
         return self._snapshot()
 
     @decline.validator
@@ -702,29 +737,57 @@ class ReassignmentWorkflow:
             actor_id=actor_id, detail=detail))
 
     async def _notify(self, kind: str, message: str, recipients: list[int], *,
-                      role: Role | None = None) -> None:
+                      role: Role | None = None, params: dict[str, str | int] | None = None,
+                      ) -> None:
+        """The in-app records (awaited: they are the source), then their delivery (not)."""
         self._notices += 1
+        key = f"{self._notices}-{kind}"[:100]
         await workflow.execute_activity_method(
             ReassignmentActivities.notify,
             Notification(workflow_id=workflow.info().workflow_id,
-                         key=f"{self._notices}-{kind}"[:100], request_id=self._state.request_id,
+                         key=key, request_id=self._state.request_id,
                          kind=kind, message=message, recipient_ids=sorted(set(recipients)),
                          recipient_role=role),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
         )
+        self._deliver(key, kind, params or {})
+
+    def _delivery_on(self) -> bool:
+        return workflow.patched(PATCH_DELIVERY)
+
+    def _deliver(self, key: str, kind: str, params: dict[str, str | int]) -> None:
+        """E-mail and robots, started and left to run: a slow or failing channel never holds
+        up the lifecycle or an Update's answer. _finish waits for them before closing."""
+        if not self._delivery_on():
+            return
+        self._deliveries.append(workflow.start_activity_method(
+            NotificationActivities.deliver_notifications,
+            NotificationDeliveryInput(workflow_id=workflow.info().workflow_id, key=key,
+                                      request_id=self._state.request_id, kind=kind,
+                                      params=params),
+            start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT, retry_policy=DELIVERY_RETRY))
 
     async def _notify_receiver(self) -> None:
         """B does not sign, but hears of every stage (DESIGN.md)."""
         assert self._ctx is not None
         await self._notify("STAGE_CHANGED",
                            f"Request {self._state.request_id} that gives you customers is now "
-                           f"{self._state.stage.value}.", [self._ctx.to_employee_id])
+                           f"{self._state.stage.value}.", [self._ctx.to_employee_id],
+                           params={"stage": self._state.stage.value})
 
-    async def _notify_parties(self, kind: str, message: str) -> None:
+    async def _notify_parties(self, kind: str, message: str,
+                              params: dict[str, str | int] | None = None) -> None:
         if self._ctx is None:
             return
         await self._notify(kind, message, [self._ctx.requester_id, self._ctx.from_employee_id,
-                                           self._ctx.to_employee_id])
+                                           self._ctx.to_employee_id], params=params)
 
     def _snapshot(self) -> ReassignmentState:
         return self._state.model_copy(deep=True)
+
+
+def _level_params(level: LevelState) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"level": level.level}
+    if level.due_at is not None:
+        params["due_at"] = level.due_at.isoformat()
+    return params
