@@ -1,5 +1,5 @@
 # Baton API and worker image (docker-compose.yml runs both from it).
-FROM python:3.11-slim
+FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
