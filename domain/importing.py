@@ -454,7 +454,7 @@ def _parse_cell(column: Column, text: str, timezone: str, now: datetime,
             bad(name, "INVALID_CHOICE", f"{name} lists {', '.join(unknown) or 'nothing'}, "
                 f"which is not one of {', '.join(column.choices)}; separate several by commas.")
             return None
-        return [c for c in column.choices if c in matched]  # each once, in a fixed order
+        return list(dict.fromkeys(m for m in matched if m))  # each once, as given
     return text
 
 
@@ -499,11 +499,11 @@ def duplicate_keys(kind: Kind, file: str, records: Sequence[Record]) -> list[Pro
         key = record.key(kind)
         if key in first:
             what = ("a second current owner for this customer" if kind is OWNERS
-                    else f"{'/'.join(kind.key)} repeats row {first[key]}")
+                    else f"the same {' and '.join(kind.key)} as")
             column = kind.key[-1]
             problems.append(Problem(file, record.row, column, _text(record.values[column]),
                                     "TWO_CURRENT_OWNERS" if kind is OWNERS else "DUPLICATE_ROW",
-                                    f"{what} (row {first[key]}); keep one row"
+                                    f"{what} row {first[key]}; keep one row"
                                     + (": a customer has one current owner at a time; earlier "
                                        "owners go in the assignments file." if kind is OWNERS
                                        else ".")))

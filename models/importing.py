@@ -528,6 +528,9 @@ class _Run:
         entries = [(ASSIGNMENTS, r) for r in self.records.get(ASSIGNMENTS.name, [])] + \
             [(OWNERS, r) for r in self.records.get(OWNERS.name, [])]
         resolved: list[tuple[Kind, Record, Customer, Employee]] = []
+        failed = {(p.file, p.row) for p in self.report.problems}  # e.g. a repeated key
+        entries = [(k, r) for k, r in entries
+                   if (self.sheets[k.name].file, r.row) not in failed]
         for kind, r in entries:
             customer = self.ref(kind, r, "customer_code", self.customers, CUSTOMERS, "customer")
             employee = self.ref(kind, r, "employee_no", self.employees, EMPLOYEES, "employee")
@@ -577,7 +580,11 @@ class _Run:
         clashing: set[int] = set()
         for items in periods.values():
             for earlier, later in _overlaps(items):
+                # blame a new row, rather history than a current owner, else the later one
                 reported = later if later.record is not None else earlier
+                if earlier.record is not None and later.record is not None \
+                        and earlier.file == ASSIGNMENTS.name and later.file == OWNERS.name:
+                    reported = earlier
                 other = earlier if reported is later else later
                 assert reported.record is not None
                 clashing.add(id(reported.record))
