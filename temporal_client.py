@@ -7,8 +7,17 @@ payload is encrypted before it reaches Temporal.
 from __future__ import annotations
 
 import json
+import logging
 
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from payload_codec import data_converter
@@ -32,12 +41,31 @@ def dev_server_dynamic_config_args() -> list[str]:
     return args
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client; `runtime` (the worker's, see worker_runtime) carries its telemetry."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
+
+
+def worker_runtime(settings: Settings) -> Runtime:
+    """The worker's Temporal runtime.
+
+    The SDK core's own log lines go through Python logging (so they come out in the worker's
+    JSON format), and with BATON_WORKER_METRICS_ADDRESS set the SDK serves Prometheus metrics
+    at http://<address>/metrics: its temporal_* metrics and Baton's baton_* domain counters
+    (activities/metrics.py). Raises ValueError when the address is taken.
+    """
+    address = settings.worker_metrics_address
+    return Runtime(telemetry=TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core"))),
+        metrics=PrometheusConfig(bind_address=address) if address else None,
+    ))
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

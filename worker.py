@@ -28,11 +28,12 @@ from activities.valuation import ValuationActivities
 from domain.valuation import ValuationRefreshInput
 from domain.workflow_dto import SettlementInput
 from domain.workflow_text import settlement_summary, valuation_summary
+from logging_config import configure_logging
 from models.db import SessionFactory, engine_for, session_factory
 from notifications.channels import DeliveryChannels
 from notifications.config import channels_from_settings
 from settings import get_settings
-from temporal_client import connect
+from temporal_client import connect, worker_runtime
 from workflows.bulk import BulkReassignmentWorkflow
 from workflows.reassignment import ReassignmentWorkflow
 from workflows.settlement import CommissionSettlementWorkflow
@@ -115,7 +116,14 @@ async def ensure_valuation_schedule(client: Client, task_queue: str, timezone: s
 
 async def run() -> None:
     settings = get_settings()
-    client = await connect(settings)
+    try:
+        runtime = worker_runtime(settings)
+    except ValueError as exc:  # the metrics port is taken
+        raise SystemExit(
+            f"worker: cannot serve metrics at {settings.worker_metrics_address} ({exc}); give "
+            "each worker process on this host its own BATON_WORKER_METRICS_ADDRESS port, or "
+            "leave it empty") from exc
+    client = await connect(settings, runtime)
     sessions = session_factory(engine_for(settings.database_url))
     await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
     await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
@@ -129,11 +137,14 @@ async def run() -> None:
     async with worker:
         logging.info("worker polling task queue %s on %s", settings.task_queue,
                      settings.temporal_address)
+        if settings.worker_metrics_address:
+            logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
         await stop.wait()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     asyncio.run(run())
 
 

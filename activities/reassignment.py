@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from domain.approval_chain import NoApproverError, escalation_approver, resolve_chain
 from domain.impact import legal_review_needed
 from domain.policy import Terms, check_request
@@ -127,6 +128,14 @@ class ReassignmentActivities:
 
         Returns False when (workflow_id, seq) was already written: a retry.
         """
+        written = self._write_transition(rec)
+        if written:  # committed just now, not found done by a retry: count it once
+            metrics.stage_entered(rec.to_stage)
+            if rec.signature is not None:
+                metrics.signature_recorded(rec.signature.decision)
+        return written
+
+    def _write_transition(self, rec: TransitionRecord) -> bool:
         try:
             with self._sessions() as session:
                 if _already_written(session, rec.workflow_id, rec.seq):
