@@ -119,13 +119,14 @@ class SmtpChannel:
         mail["Subject"] = message.subject
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = message.message_id
-        mail["Content-Language"] = message.language
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
         mail.set_content(message.text)
         mail.add_alternative(message.html, subtype="html")
         for item in message.attachments:
             mail.add_attachment(item.content, maintype=item.maintype, subtype=item.subtype,
                                 filename=item.filename)
+        # after the parts: making a multipart moves the Content-* headers into its first part
+        mail["Content-Language"] = message.language
         return mail
 
     def send_email(self, message: EmailMessageSpec) -> None:
