@@ -73,10 +73,14 @@ def shell_script(command: Any) -> str:
 
 
 def settings_env_names() -> set[str]:
-    names = {f"BATON_{name.upper()}" for name in Settings.model_fields}
-    for info in Settings.model_fields.values():  # fields read under another name
-        choices = getattr(info.validation_alias, "choices", [])
-        names.update(c for c in choices if isinstance(c, str) and c.isupper())
+    """The environment variable of each Settings field: BATON_<NAME>, or its own alias."""
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        choices = getattr(info.validation_alias, "choices", None)
+        if choices:  # read under another name, e.g. PROMETHEUS_MULTIPROC_DIR
+            names.update(c for c in choices if isinstance(c, str) and c.isupper())
+        else:
+            names.add(f"BATON_{name.upper()}")
     return names
 
 
