@@ -491,8 +491,12 @@ class _Run:
                     continue
                 plan = stored.get(start)
                 if plan is not None:
-                    same = (plan.base_rate_bp, plan.inherited_rate_bp, plan.effective_to) == \
-                        (r["base_rate_bp"], r["inherited_rate_bp"], end)
+                    # an open stored plan that a new plan of this file closes is unchanged
+                    closed_by_new = plan.effective_to is None and r["effective_to"] is None \
+                        and following is not None and following not in stored
+                    same = (plan.base_rate_bp, plan.inherited_rate_bp) == \
+                        (r["base_rate_bp"], r["inherited_rate_bp"]) \
+                        and (plan.effective_to == end or closed_by_new)
                     if same:
                         self.count(PLANS, "unchanged")
                     else:

@@ -300,3 +300,66 @@ def test_templates(kind: str, tmp_path: Path) -> None:
 def test_docs_list_every_column_as_the_definitions_do() -> None:
     doc = (ROOT / "docs" / "IMPORT.md").read_text("utf-8")
     assert columns_markdown() in doc, "regenerate: python -m domain.importing (docs/IMPORT.md)"
+
+
+SMALL = {
+    "org-units": ["code,name,function,parent_code,head_employee_no",
+                  "CO,Acme,company,,E1"],
+    "employees": ["employee_no,name,role,org_unit_code,manager_no,username,account_roles",
+                  "E1,Boss,director,CO,,e1,director",
+                  "E2,Li,sales,CO,E1,e2,sales"],
+    "customers": ["code,name,found_by_employee_no,created_at",
+                  "C1,Wharf Ltd,E2,2024-01-01"],
+    "plans": ["employee_no,effective_from,effective_to,base_rate_bp,inherited_rate_bp",
+              "E2,2024-01-01,,300,200"],
+    "owners": ["customer_code,employee_no,start_at", "C1,E2,2024-01-01"],
+}
+
+
+def write_folder(folder: Path, files: dict[str, list[str]]) -> Path:
+    folder.mkdir(exist_ok=True)
+    for name, lines in files.items():
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n", "utf-8")
+    return folder
+
+
+def test_a_rerun_updates_what_may_change_and_refuses_to_rewrite_history(
+        run_cli: CliRun, sessions: SessionFactory, tmp_path: Path) -> None:
+    assert run_cli("import", "all", str(write_folder(tmp_path / "1", SMALL)))[0] == 0
+
+    changed = {**SMALL,
+               "employees": [SMALL["employees"][0], SMALL["employees"][1],
+                             "E2,Li Na,sales,CO,E1,e2,\"sales,manager\""],
+               "customers": [SMALL["customers"][0], "C1,Wharf Group,E2,2024-01-01"],
+               # appended: closes the stored plan where it starts
+               "plans": [*SMALL["plans"], "E2,2025-01-01,,350,250"]}
+    code, out = run_cli("import", "all", str(write_folder(tmp_path / "2", changed)))
+    assert code == 0, out
+    counts = summary(out)
+    assert counts["employees.csv"] == (2, 0, 1, 1)
+    assert counts["customers.csv"] == (1, 0, 1, 0)
+    assert counts["plans.csv"] == (2, 1, 0, 1)
+    with sessions() as s:
+        li = s.exec(select(Employee).where(Employee.employee_no == "E2")).one()
+        account = s.exec(select(UserAccount).where(UserAccount.employee_id == li.id)).one()
+        plans = s.exec(select(CommissionPlan).order_by(CommissionPlan.effective_from)).all()
+    assert li.name == "Li Na"
+    assert account.roles == ["sales", "manager"] and account.token_version == 1
+    assert plans[0].effective_to == plans[1].effective_from
+    assert (plans[1].base_rate_bp, plans[1].effective_to) == (350, None)
+    assert run_cli("import", "all", str(tmp_path / "2"))[1].count("0 created, 0 updated") == 5
+
+    before = row_counts(sessions)
+    history = {"plans": [SMALL["plans"][0], "E2,2024-01-01,2025-01-01,310,200"],
+               "customers": [SMALL["customers"][0], "C1,Wharf Group,E1,2024-01-01"],
+               "employees": [SMALL["employees"][0], "E2,Li,sales,CO,E1,li,sales"]}
+    code, out = run_cli("import", "all", str(write_folder(tmp_path / "3", history)))
+    assert code == 1
+    assert [line.split()[:4] for line in out.splitlines() if "CONFLICT" in line] == [
+        ["employees.csv", "2", "username", "li"],
+        ["customers.csv", "2", "found_by_employee_no", "E1"],
+        ["plans.csv", "2", "base_rate_bp", "310"]]
+    assert row_counts(sessions) == before
+    with sessions() as s:  # the valid employee row of the refused run was not kept either
+        assert s.exec(select(Employee).where(Employee.employee_no == "E2")).one().name == \
+            "Li Na"
