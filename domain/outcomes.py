@@ -215,10 +215,10 @@ def fell_more_than(before_fen: int, after_fen: int, threshold_bp: int) -> bool:
 def stability(effective_at: datetime, months: int, timezone: str, now: datetime, *,
               left: bool, leave_date: datetime | None) -> StabilityPoint:
     at = add_months(effective_at, months, timezone)
-    if leave_date is not None and leave_date <= at:
-        # known even when `at` is in the future: a recorded past or planned departure before it
-        if leave_date <= now:
-            return StabilityPoint(months, at, Stability.LEFT, leave_date)
+    # a departure that already happened, before the checkpoint, is known even when the
+    # checkpoint itself is still in the future
+    if leave_date is not None and leave_date <= at and leave_date <= now:
+        return StabilityPoint(months, at, Stability.LEFT, leave_date)
     if at > now:
         return StabilityPoint(months, at, Stability.NOT_YET_KNOWN)
     if left and leave_date is None:

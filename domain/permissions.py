@@ -53,6 +53,9 @@ class Action(StrEnum):
     SETTLEMENT_READ = "settlements.read"
     VALUATION_RUN = "valuations.run"
     VALUATION_READ = "valuations.read"
+    # post-reassignment monitoring
+    SATISFACTION_WRITE = "satisfaction.write"
+    OUTCOMES_READ = "outcomes.read"
     # published rules (Labour Contract Law art. 4)
     POLICY_READ = "policies.read"
     POLICY_ACKNOWLEDGE = "policies.acknowledge"
@@ -113,6 +116,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SETTLEMENT_READ: _roles(_HR, _F, _A),
     Action.VALUATION_RUN: _roles(_HR),
     Action.VALUATION_READ: _roles(_M, _D, _HR, _F),
+    Action.SATISFACTION_WRITE: _roles(_HR, _A),
+    Action.OUTCOMES_READ: _roles(_M, _D, _HR),
     Action.POLICY_READ: EVERYONE,
     Action.POLICY_ACKNOWLEDGE: EVERYONE,
     Action.POLICY_MANAGE: _roles(_HR),
@@ -159,6 +164,8 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.SETTLEMENT_READ: "read settlement runs",
     Action.VALUATION_RUN: "refresh customer valuations",
     Action.VALUATION_READ: "read valuation runs",
+    Action.SATISFACTION_WRITE: "post customer satisfaction scores (CSAT, NPS)",
+    Action.OUTCOMES_READ: "read and export the post-reassignment report (in scope)",
     Action.POLICY_READ: "read published reassignment policies",
     Action.POLICY_ACKNOWLEDGE: "acknowledge a published policy",
     Action.POLICY_MANAGE: "draft, publish and see acknowledgements of policies",

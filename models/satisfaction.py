@@ -101,6 +101,8 @@ def check_scores(session: Session, items: list[ScoreIn], today: date) -> list[It
                                     f"{item.scored_on.isoformat()} is after today "
                                     f"({today.isoformat()} in the organisation's timezone); "
                                     "send the date the customer answered."))
+        if errors and errors[-1].index == n:
+            continue  # a conflict with an invalid item would only add noise
         earlier = stored.get(item.key, seen.get(item.key))
         if earlier is not None and earlier != item.score:
             errors.append(ItemError(n, "score", CONFLICT,

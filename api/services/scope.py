@@ -45,6 +45,7 @@ DRAFT_POLICIES = (Role.HR, Role.LEGAL, Role.ADMIN)
 EMPLOYEE_CONTACTS = (Role.HR, Role.ADMIN)
 CUSTOMER_CONTACTS = (Role.SALES, Role.MANAGER, Role.DIRECTOR)
 SUBMIT_ANYWHERE = (Role.HR,)
+OUTCOMES_ALL = (Role.HR,)
 
 
 def unit_subtree(session: Session, root_unit_id: int) -> set[int]:
@@ -140,6 +141,13 @@ class Scope:
         if found is None:
             raise request_not_found(request_id)
         return found
+
+    def outcome_cases(self) -> Any | None:
+        """A condition on ReassignmentRequest for the post-reassignment report: HR sees every
+        case, a manager or director the cases that moved customers away from their subtree."""
+        if self.actor.has_any(*OUTCOMES_ALL):
+            return None
+        return col(ReassignmentRequest.from_employee_id).in_(self.team_ids or {-1})
 
     # --- people, customers, money ------------------------------------------------------
 
