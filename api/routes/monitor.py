@@ -95,7 +95,7 @@ def _enrich(sessions: SessionFactory, actor: Actor,
     items = []
     for case in overdue.items:
         detail = details.get(case.request_id) if case.request_id is not None else None
-        names = detail.names if detail is not None else {}
+        names = {i: e.name for i, e in detail.people.items()} if detail is not None else {}
 
         def person(employee_id: int, names: dict[int, str] = names) -> PersonRef:
             return PersonRef(id=employee_id, name=names.get(employee_id))

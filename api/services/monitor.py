@@ -34,6 +34,7 @@ from api.services.directory import employees_by_id
 from api.services.scope import Scope
 from domain.stages import Stage
 from domain.workflow_dto import LevelStatus
+from models.org import Employee
 from models.reassignment import ApprovalStep, ReassignmentRequest
 from settings import Settings
 from workflows import search_attributes as sa
@@ -232,7 +233,7 @@ class RequestDetail:
 
     request: ReassignmentRequest
     pending_step: ApprovalStep | None
-    names: dict[int, str]
+    people: dict[int, Employee]  # the parties and approvers, by id
 
 
 def request_details(session: Session, actor: Actor,
@@ -259,6 +260,6 @@ def request_details(session: Session, actor: Actor,
         step = steps.get(r.id)
         if step is not None:
             people |= {step.approver_id, *step.escalated_to}
-    names = {i: e.name for i, e in employees_by_id(session, people).items()}
-    return {rid: RequestDetail(request=r, pending_step=steps.get(rid), names=names)
+    employees = employees_by_id(session, people)
+    return {rid: RequestDetail(request=r, pending_step=steps.get(rid), people=employees)
             for rid, r in requests.items()}

@@ -80,6 +80,13 @@ class FakeTemporal:
     def get_workflow_handle(self, workflow_id: str) -> FakeHandle:
         return FakeHandle(self, workflow_id)
 
+    def list_workflows(self, query: str | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        """An empty visibility store (tests/api/test_monitor.py fills one)."""
+        async def nothing() -> AsyncIterator[Any]:
+            return
+            yield
+        return nothing()
+
 
 @dataclass
 class Api:

@@ -16,6 +16,7 @@ from web.routes import (
     documents,
     home,
     hr,
+    hr_monitor,
     hr_policies,
     inbox,
     me,
@@ -27,6 +28,7 @@ from web.routes import (
 )
 
 router = APIRouter(include_in_schema=False)
-for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_policies,
-                settlements, inbox, me, signing, documents, statements, policies_ack):
+for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_monitor,
+                hr_policies, settlements, inbox, me, signing, documents, statements,
+                policies_ack):
     router.include_router(journey.router)
