@@ -8,7 +8,8 @@ Every line carries the ids that tie it to its cause and nothing personal:
   or, for a plain logger inside an activity, from the activity's context.
 Callers log ids only: never names, phone numbers, e-mail addresses, request bodies or query
 strings. The API's access line is ours (the route template, not the raw path); uvicorn's own
-access log is switched off because it prints the query string.
+access log is switched off, and httpx's request lines raised to WARNING, because they print
+query strings (and httpx the webhook URLs with their keys).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ _WORKFLOW_FIELDS = {"workflow_id": "workflow_id", "run_id": "run_id",
 _ACTIVITY_FIELDS = {"workflow_id": "workflow_id", "workflow_run_id": "run_id",
                     "workflow_type": "workflow_type", "activity_type": "activity_type",
                     "activity_id": "activity_id", "attempt": "attempt"}
-# not printed as fields: the SDK's nested dicts (flattened instead) and uvicorn's ANSI copy
-_HIDDEN = ("temporal_workflow", "temporal_activity", "color_message")
+# not printed as fields: the SDK's nested dicts (flattened instead), its core's log object
+# and uvicorn's ANSI copy of the message
+_HIDDEN = ("temporal_workflow", "temporal_activity", "temporal_log", "color_message")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(ids)s%(message)s"
 
 
@@ -126,4 +128,8 @@ def configure_logging(log_format: Literal["json", "text"], level: str = "INFO",
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
+    # httpx logs every outgoing request's full URL at INFO: query strings, and webhook URLs
+    # that carry their robot's key
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
