@@ -14,6 +14,7 @@
     python cli.py seal-dev-cert  # make (once) and show the self-signed development seal cert
     python cli.py payload-key new     # a new Temporal payload key line, for rotation
     python cli.py payload-key status  # which payload keys are configured, which one is active
+    python cli.py replay         # before an upgrade: replay the server's histories with this code
 
 Settings come from the environment (BATON_*), see settings.py.
 """
@@ -695,6 +696,61 @@ def _recorded_agreement_hash(settings: Settings, request_id: int,
     return found, None
 
 
+REPLAY_DEFAULT_QUERY = "ExecutionStatus = 'Running'"
+
+
+@dataclass
+class ReplaySummary:
+    replayed: int
+    failures: dict[str, str]  # workflow id -> why its history does not replay
+
+
+def replayable_workflows() -> list[type]:
+    """Every workflow class the worker registers (worker.py build_worker)."""
+    from workflows.bulk import BulkReassignmentWorkflow
+    from workflows.reassignment import ReassignmentWorkflow
+    from workflows.settlement import CommissionSettlementWorkflow
+    from workflows.valuation import ValuationRefreshWorkflow
+
+    return [ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow,
+            BulkReassignmentWorkflow]
+
+
+async def replay_histories(histories: Any, data_converter: Any) -> ReplaySummary:
+    """Replay `histories` (an async iterator of WorkflowHistory) against this code."""
+    from temporalio.worker import Replayer
+
+    replayer = Replayer(workflows=replayable_workflows(), data_converter=data_converter)
+    replayed, failures = 0, {}
+    async with replayer.workflow_replay_iterator(histories) as results:
+        async for result in results:
+            replayed += 1
+            if result.replay_failure is not None:
+                failures[result.history.workflow_id] = str(result.replay_failure)
+    return ReplaySummary(replayed, failures)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Before rolling out new workflow code: replay the histories of the workflows that the
+    Temporal server holds (running ones by default) with this checkout's code and keys."""
+    from temporal_client import connect
+
+    async def run() -> ReplaySummary:
+        client = await connect(settings)
+        listing = client.list_workflows(args.query, limit=args.limit)
+        return await replay_histories(listing.map_histories(), client.data_converter)
+
+    summary = asyncio.run(run())
+    for workflow_id, failure in sorted(summary.failures.items()):
+        print(f"DOES NOT REPLAY {workflow_id}: {failure}")
+    print(f"replayed {summary.replayed} workflow histories matching {args.query!r}: "
+          f"{len(summary.failures)} failed")
+    if summary.replayed == 0:
+        print("nothing matched: check --query, BATON_TEMPORAL_ADDRESS and the namespace",
+              file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
 def cmd_verify_agreement(settings: Settings, args: argparse.Namespace) -> int:
     """Check a sealed agreement; exit 0 only when it verifies completely."""
     from documents.seal import SealConfig, SealError, compare_with_record, format_report
@@ -777,6 +833,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seal-dev-cert", help="create (once) and show the self-signed development "
                    "certificate that seals agreements when none is configured"
                    ).set_defaults(func=cmd_seal_dev_cert)
+    replay = sub.add_parser("replay", help="replay the Temporal server's workflow histories "
+                            "with this code before rolling it out; exit 1 if any does not "
+                            "replay (docs/OPERATIONS.md)")
+    replay.add_argument("--query", default=REPLAY_DEFAULT_QUERY,
+                        help=f"visibility query of the workflows (default: {REPLAY_DEFAULT_QUERY})")
+    replay.add_argument("--limit", type=int, default=1000,
+                        help="replay at most this many (default 1000)")
+    replay.set_defaults(func=cmd_replay)
     keys = sub.add_parser("payload-key", help="Temporal payload encryption keys (rotation)")
     key_sub = keys.add_subparsers(dest="payload_key_command", required=True, metavar="ACTION")
     new_key = key_sub.add_parser("new", help="print a new 'key-id:base64-key' line to append to "
