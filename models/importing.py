@@ -220,6 +220,7 @@ class _Run:
         self.employees = {e.employee_no: e for e in session.exec(select(Employee))}
         self.customers: dict[str, Customer] = {}
         self.recompute_from: datetime | None = None
+        self.unit_outcome: dict[int, str] = {}  # org-units row -> created/updated/unchanged
 
     # -- helpers
 
@@ -284,33 +285,36 @@ class _Run:
 
     def org_units(self) -> None:
         rows = self.records[ORG_UNITS.name]
+        outcome = self.unit_outcome
         for r in rows:
             unit = self.units.get(r["code"])
             if unit is None:
                 unit = OrgUnit(code=r["code"], name=r["name"], function=r["function"])
                 self.session.add(unit)
                 self.units[r["code"]] = unit
-                self.count(ORG_UNITS, "created")
-                r.values["__new__"] = True
+                outcome[r.row] = "created"
             else:
                 changed = (unit.name, unit.function) != (r["name"], r["function"])
                 unit.name, unit.function = r["name"], r["function"]
-                r.values["__changed__"] = changed
+                outcome[r.row] = "updated" if changed else "unchanged"
         self.session.flush()
         for r in rows:
             unit = self.units[r["code"]]
             parent = self.ref(ORG_UNITS, r, "parent_code", self.units, ORG_UNITS, "org unit")
             parent_id = parent.id if parent is not None else None
-            if parent_id is not None and self._cycle(unit, parent):
+            if parent is not None and self._cycle(unit, parent):
                 self.problem(ORG_UNITS, r, "parent_code", "PARENT_CYCLE",
                              f"{r['parent_code']} is inside {r['code']}; a unit cannot be "
                              "placed under its own sub-unit.")
                 continue
-            if unit.parent_id != parent_id:
-                r.values["__changed__"] = True
+            self._touch(r.row, unit.parent_id != parent_id)
             unit.parent_id = parent_id
             self.session.add(unit)
         self.session.flush()
+
+    def _touch(self, row: int, changed: bool) -> None:
+        if changed and self.unit_outcome.get(row) == "unchanged":
+            self.unit_outcome[row] = "updated"
 
     def _cycle(self, unit: OrgUnit, parent: OrgUnit) -> bool:
         by_id = {u.id: u for u in self.units.values()}
@@ -324,17 +328,16 @@ class _Run:
         return False
 
     def unit_heads(self) -> None:
+        """After the employees: a unit's head may be an employee of this run."""
         for r in self.records[ORG_UNITS.name]:
             unit = self.units[r["code"]]
             head = self.ref(ORG_UNITS, r, "head_employee_no", self.employees, EMPLOYEES,
                             "employee")
             head_id = head.id if head is not None else None
-            if unit.head_employee_id != head_id:
-                r.values["__changed__"] = True
+            self._touch(r.row, unit.head_employee_id != head_id)
             unit.head_employee_id = head_id
             self.session.add(unit)
-            if not r.values.get("__new__"):
-                self.count(ORG_UNITS, "updated" if r.values.get("__changed__") else "unchanged")
+            self.count(ORG_UNITS, self.unit_outcome[r.row])
         self.session.flush()
 
     def employees_step(self) -> None:
@@ -578,12 +581,12 @@ class _Run:
             new_rows.append((kind, r, customer, employee))
             periods[customer.id].append(Period(r["start_at"], end, f"row {r.row}", r,
                                                kind.name))
-        for customer_id, items in stored.items():
+        for customer_id, stored_items in stored.items():
             periods[customer_id] += [Period(a.start_at, a.end_at, f"stored assignment {a.id}")
-                                     for a in items]
+                                     for a in stored_items]
         clashing: set[int] = set()
-        for items in periods.values():
-            for earlier, later in _overlaps(items):
+        for customer_periods in periods.values():
+            for earlier, later in _overlaps(customer_periods):
                 # blame a new row, rather history than a current owner, else the later one
                 reported = later if later.record is not None else earlier
                 if earlier.record is not None and later.record is not None \
