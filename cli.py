@@ -284,6 +284,8 @@ class DevStack:
             "BATON_API_PORT": str(s.api_port),
             "BATON_TEMPORAL_PORT": str(s.temporal_port),
             "BATON_TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+            # log lines for a terminal, unless BATON_LOG_FORMAT chose (production: json)
+            "BATON_LOG_FORMAT": s.log_format if "log_format" in s.model_fields_set else "text",
             "PYTHONUNBUFFERED": "1",
         })
         return env

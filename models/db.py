@@ -18,12 +18,15 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # hide_parameters: a database error's message (and so a logged traceback) leaves out the
+    # statement's values, which may be names, phone numbers or e-mail addresses
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url, connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True, **kwargs
         )
 
         @event.listens_for(engine, "connect")
@@ -47,7 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if "poolclass" not in kwargs:
         kwargs = {"pool_size": 10, "max_overflow": 20, **kwargs}
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def session_factory(engine: Engine) -> SessionFactory:
