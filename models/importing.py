@@ -17,6 +17,7 @@ import does.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +45,7 @@ from domain.importing import (
     cell_text,
     check_header,
     duplicate_keys,
+    parse_datetime,
     parse_row,
 )
 from domain.tabular import FileProblem, read_table
@@ -617,8 +619,7 @@ class _Run:
 
     def orders(self, *, validate_only: bool) -> None:
         sheet = self.sheets[ORDERS.name]
-        raw = [RawRow(index=i, line=number,
-                      data={k: v for k, v in cells.items() if k in CSV_COLUMNS})
+        raw = [RawRow(index=i, line=number, data=self._order_cells(cells))
                for i, (number, cells) in enumerate(sheet.rows) if "__extra__" not in cells]
         if not raw:
             return
@@ -633,6 +634,17 @@ class _Run:
         counts = self.counts[ORDERS.name]
         counts.created += result.created + result.would_create
         counts.unchanged += result.duplicates
+
+
+    def _order_cells(self, cells: Mapping[str, str | None]) -> dict[str, str | None]:
+        """The row for order_ingest, its time with an offset: a date, or a time without an
+        offset, is read in the organisation's timezone here as in every other file."""
+        data = {k: v for k, v in cells.items() if k in CSV_COLUMNS}
+        booked = data.get("booked_at")
+        if booked:
+            with contextlib.suppress(ValueError):  # order_ingest reports a bad time
+                data["booked_at"] = parse_datetime(booked, self.timezone).isoformat()
+        return data
 
 
 def _overlaps(periods: Iterable[Period]) -> list[tuple[Period, Period]]:

@@ -363,3 +363,40 @@ def test_a_rerun_updates_what_may_change_and_refuses_to_rewrite_history(
     with sessions() as s:  # the valid employee row of the refused run was not kept either
         assert s.exec(select(Employee).where(Employee.employee_no == "E2")).one().name == \
             "Li Na"
+
+
+def test_orders_from_xlsx_report_their_spreadsheet_rows(
+        run_cli: CliRun, sessions: SessionFactory, tmp_path: Path) -> None:
+    from domain.importing import ORDERS
+    from domain.tabular import write_xlsx
+
+    assert run_cli("import", "all", str(write_folder(tmp_path / "org", SMALL)))[0] == 0
+    rows = [["SO-1", "ORDER", "C1", "120000", "CNY", "2025-03-01T09:30:00+08:00", "", ""],
+            ["SO-2", "ORDER", "C1", "-5", "CNY", "2025-03-02", "", ""],
+            ["SO-3", "ORDER", "C1", "100", "CNY", "2099-03-02", "", ""],
+            ["SO-4", "REFUND", "", "20000", "CNY", "2025-03-05", "", "SO-1"]]
+    path = tmp_path / "orders.xlsx"
+    path.write_bytes(write_xlsx(ORDERS, rows))
+    before = row_counts(sessions)
+    code, out = run_cli("import", "orders", str(path))
+    assert code == 1
+    reported = {tuple(line.split()[:3]) for line in out.splitlines()
+                if line.startswith("orders.xlsx ")}
+    assert reported == {("orders.xlsx", "3", "amount_fen"), ("orders.xlsx", "4", "booked_at")}
+    assert "NOT_POSITIVE" in out and "IN_FUTURE" in out
+    assert row_counts(sessions) == before
+
+    path.write_bytes(write_xlsx(ORDERS, [rows[0], rows[3]]))
+    code, out = run_cli("import", "orders", str(path))
+    assert code == 0, out
+    with sessions() as s:
+        amounts = {o.external_id: o.amount_fen for o in s.exec(select(Order))}
+        event = s.exec(select(AuditEvent).where(AuditEvent.event_type == EVENT_IMPORTED)
+                       .order_by(AuditEvent.id.desc())).first()  # type: ignore[union-attr]
+    assert amounts == {"SO-1": 120_000, "SO-4": -20_000}
+    assert event is not None and event.after == {
+        "orders": {"file": "orders.xlsx", "rows": 2, "created": 2, "updated": 0,
+                   "unchanged": 0}}
+    with sessions() as s:  # the import's summary is the only event: ingest wrote none
+        assert s.exec(select(func.count()).select_from(AuditEvent)
+                      .where(AuditEvent.event_type == "ORDERS_IMPORTED")).one() == 0
