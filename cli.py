@@ -574,9 +574,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from models.order_ingest import ConcurrentInsert
     from models.types import utcnow
 
+    ignored: list[str] = []
     try:
         if args.import_kind == "all":
-            files = files_in_directory(Path(args.path))
+            files, ignored = files_in_directory(Path(args.path))
         else:
             path = Path(args.path)
             files = [ImportFile(kind_named(args.import_kind), path.name, path.read_bytes())]
@@ -596,6 +597,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         dispose()
+    if ignored:
+        print(f"not imported (not named after a kind): {', '.join(ignored)}")
     print("\n".join(format_report(report)))
     if args.errors_out:
         Path(args.errors_out).write_bytes(write_csv(

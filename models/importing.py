@@ -104,11 +104,13 @@ class ImportNotFound(LookupError):
     """A folder given to `import all` holds none of the expected files."""
 
 
-def files_in_directory(directory: Path) -> list[ImportFile]:
-    """`<kind>.csv` or `<kind>.xlsx` (or with _ for -) for each kind present in `directory`."""
+def files_in_directory(directory: Path) -> tuple[list[ImportFile], list[str]]:
+    """`<kind>.csv` or `<kind>.xlsx` (or with _ for -) for each kind present in `directory`;
+    and the names of other .csv/.xlsx files there, which are not imported."""
     if not directory.is_dir():
         raise ImportNotFound(f"{directory} is not a folder")
     found: list[ImportFile] = []
+    used: set[Path] = set()
     for name, kind in KINDS.items():
         paths = [directory / f"{stem}.{ext}" for stem in dict.fromkeys(
             (name, name.replace("-", "_"))) for ext in ("csv", "xlsx")]
@@ -117,15 +119,18 @@ def files_in_directory(directory: Path) -> list[ImportFile]:
             raise ImportNotFound(f"{' and '.join(p.name for p in present)} are both in "
                                  f"{directory}; keep one file per kind")
         if present:
+            used.add(present[0])
             found.append(ImportFile(kind, present[0].name, present[0].read_bytes()))
     if not found:
         expected = ", ".join(f"{k}.csv" for k in KINDS)
         raise ImportNotFound(f"{directory} holds none of {expected} (or .xlsx)")
-    return found
+    others = sorted(p.name for p in directory.iterdir()
+                    if p.suffix.lower() in (".csv", ".xlsx") and p not in used)
+    return found, others
 
 
 def run_import(session: Session, files: Sequence[ImportFile], *, timezone: str, now: datetime,
-               dry_run: bool, actor_id: int | None = None) -> ImportReport:
+               dry_run: bool, actor_id: int | None = None, via: str = "cli") -> ImportReport:
     """Check and (unless dry_run or anything is wrong) import `files` in the caller's session.
 
     On a dry run or any problem the session is rolled back before returning.
@@ -171,7 +176,7 @@ def run_import(session: Session, files: Sequence[ImportFile], *, timezone: str, 
         return report
     event = audit(session, EVENT_IMPORTED, actor_id=actor_id, entity=("import", None),
                   before=None, after={c.kind: c.as_dict() for c in report.counts},
-                  reason="cli import", occurred_at=now)
+                  reason=f"data import ({via})", occurred_at=now)
     session.flush()
     report.written = True
     report.audit_event_id = event.id

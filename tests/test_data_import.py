@@ -325,7 +325,11 @@ def write_folder(folder: Path, files: dict[str, list[str]]) -> Path:
 
 def test_a_rerun_updates_what_may_change_and_refuses_to_rewrite_history(
         run_cli: CliRun, sessions: SessionFactory, tmp_path: Path) -> None:
-    assert run_cli("import", "all", str(write_folder(tmp_path / "1", SMALL)))[0] == 0
+    folder = write_folder(tmp_path / "1", SMALL)
+    (folder / "customer.csv").write_text("code,name\nC9,Typo Ltd\n", "utf-8")
+    code, out = run_cli("import", "all", str(folder))
+    assert code == 0, out
+    assert "not imported (not named after a kind): customer.csv" in out
 
     changed = {**SMALL,
                "employees": [SMALL["employees"][0], SMALL["employees"][1],
