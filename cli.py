@@ -867,7 +867,7 @@ def _add_import_parsers(sub: Any) -> None:
     for name, kind in [*KINDS.items(), ("all", None)]:
         one = kinds.add_parser(
             name, aliases=[name.replace("-", "_")] if "-" in name else [],
-            help=f"{kind.title}: {kind.description}" if kind else
+            help=f"{kind.title}: {kind.description}".replace("%", "%%") if kind else
             "every <kind>.csv or <kind>.xlsx in a folder, in dependency order, in one "
             "transaction")
         one.add_argument("path", metavar="DIR" if kind is None else "FILE")

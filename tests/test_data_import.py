@@ -278,6 +278,14 @@ def test_single_files_in_order_then_a_conflict_is_refused(
     assert row_counts(sessions) == before
 
 
+def test_help_names_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["import", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in [*KINDS, "all", "template"])
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_templates(kind: str, tmp_path: Path) -> None:
     for fmt in ("csv", "xlsx"):
