@@ -25,6 +25,7 @@ from api.routes import documents as documents_routes
 from api.routes import evidence as evidence_routes
 from api.routes import monitor as monitor_routes
 from api.routes import my_data as my_data_routes
+from api.routes import notifications as notifications_routes
 from api.routes import orders as orders_routes
 from api.routes import outcomes as outcomes_routes
 from api.routes import plans as plans_routes
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(delegations_routes.router, prefix=API_PREFIX)
     app.include_router(directory_routes.router, prefix=API_PREFIX)
     app.include_router(my_data_routes.router, prefix=API_PREFIX)
+    app.include_router(notifications_routes.router, prefix=API_PREFIX)
     app.include_router(outcomes_routes.router, prefix=API_PREFIX)
     app.include_router(monitor_routes.router, prefix=API_PREFIX)
     # the Temporal UI's codec server at /codec (CORS for the UI's origin there only)

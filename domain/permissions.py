@@ -43,6 +43,7 @@ class Action(StrEnum):
     REQUEST_AUDIT_READ = "requests.audit"
     DOCUMENT_READ = "documents.read"  # personal report and agreement
     EVIDENCE_EXPORT = "evidence.export"
+    NOTIFICATION_DELIVERIES_READ = "notifications.deliveries"
     # commission
     ORDERS_WRITE = "orders.write"
     PLANS_MANAGE = "plans.manage"
@@ -107,6 +108,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.REQUEST_AUDIT_READ: _roles(_S, _M, _D, _HR, _L),
     Action.DOCUMENT_READ: _roles(_S, _M, _D, _HR, _L),
     Action.EVIDENCE_EXPORT: _roles(_HR, _L),
+    Action.NOTIFICATION_DELIVERIES_READ: _roles(_HR, _A),
     Action.ORDERS_WRITE: _roles(_HR, _F, _A),
     Action.PLANS_MANAGE: _roles(_HR, _A),
     Action.PLANS_READ: EVERYONE,
@@ -155,6 +157,7 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.REQUEST_AUDIT_READ: "read the audit trail of a request in scope",
     Action.DOCUMENT_READ: "read the personal report and the agreement of a request in scope",
     Action.EVIDENCE_EXPORT: "download a case's evidence bundle",
+    Action.NOTIFICATION_DELIVERIES_READ: "list e-mail and group-robot deliveries and failures",
     Action.ORDERS_WRITE: "post and import orders",
     Action.PLANS_MANAGE: "create commission plans",
     Action.PLANS_READ: "read commission plans (one's own, or all for HR, finance, admin)",

@@ -124,6 +124,14 @@ class Scope:
             return None
         return or_(*self._request_clauses(include_receiver=True))
 
+    def notification_deliveries(self) -> Any | None:
+        """A condition on ReassignmentRequest for notification delivery rows: HR and admin keep
+        the mail and robot setup working, so both see every row (ids, kinds, addresses,
+        errors; never a message); anyone else what their request scope holds."""
+        if self.actor.has_any(Role.HR, Role.ADMIN):
+            return None
+        return self.requests()
+
     def documents(self) -> Any | None:
         """The personal report and agreement concern the salesperson who loses customers:
         not the receiver, who sees the request but not the other's income analysis."""
