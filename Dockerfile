@@ -29,6 +29,6 @@ RUN useradd --system --uid 10001 --home-dir /app baton \
     && chown -R baton /app/.data
 USER baton
 
-EXPOSE 8000
+EXPOSE 8000 9464
 # docker-compose.yml sets the command: the API (after `python cli.py migrate`) or `python worker.py`.
 CMD ["python", "-m", "uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
