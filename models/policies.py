@@ -100,6 +100,9 @@ _MEANING: dict[str, str] = {
                                    "loss, in basis points",
     "compensation_extra_share_bp": "the extra protection share offered as a compensation "
                                    "alternative, in basis points",
+    "revenue_drop_flag_bp": "the fall in the moved customers' revenue (after vs before the "
+                            "transfer) above which the post-reassignment report flags a case, "
+                            "in basis points",
     "role": "the role that approves at this level",
     "sla": "how long the approver has before the level is late",
     "reminder_after": "when the approver is reminded, counted from the level's start",

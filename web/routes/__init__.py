@@ -20,6 +20,7 @@ from web.routes import (
     hr_policies,
     inbox,
     me,
+    outcomes,
     policies_ack,
     requests,
     settlements,
@@ -30,5 +31,5 @@ from web.routes import (
 router = APIRouter(include_in_schema=False)
 for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_monitor,
                 hr_policies, settlements, inbox, me, signing, documents, statements,
-                policies_ack):
+                policies_ack, outcomes):
     router.include_router(journey.router)

@@ -70,7 +70,7 @@ T = TypeVar("T")
 DURATIONS = ["communication_window", "legal_minimum_window", "signature_deadline",
              "protection_period", "compensation_extra_protection", "cooling_off_window"]
 PERCENTS = ["protection_share_bp", "inherited_rate_bp", "compensation_pct_of_loss_bp",
-            "compensation_extra_share_bp"]
+            "compensation_extra_share_bp", "revenue_drop_flag_bp"]
 AMOUNTS = ["legal_threshold_fen", "legal_loss_threshold_fen"]
 INTEGERS = ["cooling_off_max", "valuation_horizon_months"]
 LEVEL_ROLES = [Role.MANAGER, Role.DIRECTOR, Role.HR, Role.LEGAL]
