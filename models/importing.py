@@ -58,6 +58,7 @@ from models.order_ingest import CSV_COLUMNS, RawRow, ingest
 from models.org import Employee, EmploymentStatus, OrgUnit, UserAccount
 
 EVENT_IMPORTED = "DATA_IMPORTED"
+_EMPLOYEE_COLUMN = {"org_unit_id": "org_unit_code"}  # Employee field -> file column
 _CHUNK = 500
 assert ORDERS.column_names == CSV_COLUMNS, "domain.importing.ORDERS must match order_ingest"
 
@@ -255,6 +256,10 @@ class _Run:
                          f"{target.name} file.")
         return None
 
+    def given(self, kind: Kind, column: str) -> bool:
+        """Whether the file has the column: one left out changes no stored value."""
+        return column in self.sheets[kind.name].header
+
     def count(self, kind: Kind, outcome: str) -> None:
         counts = self.counts[kind.name]
         setattr(counts, outcome, getattr(counts, outcome) + 1)
@@ -306,6 +311,8 @@ class _Run:
                 outcome[r.row] = "updated" if changed else "unchanged"
         self.session.flush()
         for r in rows:
+            if not self.given(ORG_UNITS, "parent_code"):
+                break
             unit = self.units[r["code"]]
             parent = self.ref(ORG_UNITS, r, "parent_code", self.units, ORG_UNITS, "org unit")
             parent_id = parent.id if parent is not None else None
@@ -338,6 +345,9 @@ class _Run:
         """After the employees: a unit's head may be an employee of this run."""
         for r in self.records[ORG_UNITS.name]:
             unit = self.units[r["code"]]
+            if not self.given(ORG_UNITS, "head_employee_no"):
+                self.count(ORG_UNITS, self.unit_outcome[r.row])
+                continue
             head = self.ref(ORG_UNITS, r, "head_employee_no", self.employees, EMPLOYEES,
                             "employee")
             head_id = head.id if head is not None else None
@@ -363,6 +373,9 @@ class _Run:
                       "hired_at": r["hired_at"], "leave_date": r["leave_date"],
                       "locale": r["locale"] or "zh-CN"}
             employee = self.employees.get(r["employee_no"])
+            if employee is not None:  # a column left out of the file leaves its values alone
+                fields = {k: v for k, v in fields.items()
+                          if self.given(EMPLOYEES, _EMPLOYEE_COLUMN.get(k, k))}
             if employee is None:
                 employee = Employee(employee_no=r["employee_no"], **fields)
                 self.session.add(employee)
@@ -416,6 +429,9 @@ class _Run:
             employee = self.employees.get(r["employee_no"])
             if employee is None or r.row not in outcome:
                 continue
+            if not self.given(EMPLOYEES, "manager_no"):
+                self.count(EMPLOYEES, outcome[r.row])
+                continue
             manager = self.ref(EMPLOYEES, r, "manager_no", self.employees, EMPLOYEES,
                                "employee")
             manager_id = manager.id if manager is not None else None
@@ -445,6 +461,7 @@ class _Run:
             changeable = {"name": r["name"], "contact_name": r["contact_name"],
                           "contact_phone": r["contact_phone"],
                           "contact_email": r["contact_email"]}
+            changeable = {k: v for k, v in changeable.items() if self.given(CUSTOMERS, k)}
             customer = self.customers.get(r["code"])
             if customer is None:
                 customer = Customer(code=r["code"], found_by_employee_id=finder_id,
@@ -453,7 +470,8 @@ class _Run:
                 self.customers[customer.code] = customer
                 self.count(CUSTOMERS, "created")
                 continue
-            if customer.found_by_employee_id != finder_id:
+            if self.given(CUSTOMERS, "found_by_employee_no") \
+                    and customer.found_by_employee_id != finder_id:
                 stored = next((e.employee_no for e in self.employees.values()
                                if e.id == customer.found_by_employee_id), None)
                 self.conflict(CUSTOMERS, r, "found_by_employee_no", stored,

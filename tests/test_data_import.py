@@ -360,6 +360,14 @@ def test_a_rerun_updates_what_may_change_and_refuses_to_rewrite_history(
     assert plans[0].effective_to == plans[1].effective_from
     assert (plans[1].base_rate_bp, plans[1].effective_to) == (350, None)
     assert run_cli("import", "all", str(tmp_path / "2"))[1].count("0 created, 0 updated") == 5
+    # a column left out of a file leaves its stored values alone (an empty cell would clear)
+    (tmp_path / "few.csv").write_text("employee_no,name,role,org_unit_code\nE2,Li Na,sales,CO\n",
+                                      "utf-8")
+    code, out = run_cli("import", "employees", str(tmp_path / "few.csv"))
+    assert code == 0 and "few.csv: 1 rows; 0 created, 0 updated, 1 unchanged" in out, out
+    with sessions() as s:
+        li = s.exec(select(Employee).where(Employee.employee_no == "E2")).one()
+        assert li.manager_id is not None
 
     before = row_counts(sessions)
     history = {"plans": [SMALL["plans"][0], "E2,2024-01-01,2025-01-01,310,200"],
