@@ -133,7 +133,7 @@ EMPLOYEES = Kind(
         Column("phone", ColumnType.TEXT, False, "+86 138 0000 0000", "work phone",
                max_length=40),
         Column("role", ColumnType.CHOICE, True, "sales", "the job role",
-               choices=("sales", "manager", "director", "hr", "legal", "admin", "finance")),
+               choices=_ROLES),
         Column("org_unit_code", ColumnType.CODE, True, "TEAM-EAST", "the unit they work in",
                max_length=40, refers_to="org-units"),
         Column("manager_no", ColumnType.CODE, False, "E020", "their direct manager",
