@@ -255,9 +255,9 @@ def request_details(session: Session, actor: Actor,
         select(ApprovalStep).where(col(ApprovalStep.request_id).in_(requests),
                                    ApprovalStep.status == LevelStatus.PENDING.value)).all()}
     people: set[int] = set()
-    for r in requests.values():
-        people |= {r.requester_id, r.from_employee_id, r.to_employee_id, *pending[r.id]}
-        step = steps.get(r.id)
+    for rid, r in requests.items():
+        people |= {r.requester_id, r.from_employee_id, r.to_employee_id, *pending[rid]}
+        step = steps.get(rid)
         if step is not None:
             people |= {step.approver_id, *step.escalated_to}
     employees = employees_by_id(session, people)
