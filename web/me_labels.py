@@ -18,6 +18,7 @@ NOTIFICATION_KINDS = {
     "APPROVAL_REQUESTED": N_("Your approval is requested"),
     "APPROVAL_REMINDER": N_("Reminder: an approval is waiting for you"),
     "APPROVAL_ESCALATED": N_("An approval was escalated to you"),
+    "APPROVED": N_("Your request was approved"),
     "REPORT_AVAILABLE": N_("Your personal report is ready"),
     "STAGE_CHANGED": N_("A request concerning you moved on"),
     "SIGNATURE_REQUESTED": N_("Please sign or decline the agreement"),
@@ -43,6 +44,8 @@ NOTIFICATION_TEXTS: list[tuple[str, str]] = [
     (r"Your personal analysis report is ready; you may appeal or sign\.",
      N_("Your personal analysis report is ready: read it, then appeal or sign before the "
         "communication window ends.")),
+    (r"The request was approved at every level\.",
+     N_("Your request was approved at every level; the communication window is open.")),
     (r"A reassignment to you was approved\.",
      N_("A request that gives you customers was approved.")),
     (rf"Request {_ID} that gives you customers is now (?P<stage>[A-Z_]+)\.",

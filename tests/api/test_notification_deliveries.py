@@ -13,7 +13,8 @@ from tests.factories import fast_policy_rules
 URL = "/api/v1/notifications/deliveries"
 
 
-def _seed(api: Api) -> int:
+def seed_deliveries(api: Api) -> int:
+    """A request with one sent and three failed deliveries (two e-mails, one robot)."""
     org = api.org
     with api.sessions() as s:
         policy = s.get(PolicyVersion, org.policy_version_id)
@@ -46,7 +47,7 @@ def _seed(api: Api) -> int:
 
 
 async def test_hr_lists_failed_deliveries_newest_first(api: Api):
-    request_id = _seed(api)
+    request_id = seed_deliveries(api)
     answer = await api.http.get(URL, params={"status": "failed"},
                                 headers=await api.auth(api.org.hr_staff))
     assert answer.status_code == 200, answer.text
@@ -66,7 +67,7 @@ async def test_hr_lists_failed_deliveries_newest_first(api: Api):
 
 
 async def test_others_are_refused_and_a_wrong_status_is_explained(api: Api):
-    _seed(api)
+    seed_deliveries(api)
     refused = await api.http.get(URL, headers=await api.auth(api.org.manager_a))
     assert_problem(refused, 403)
     wrong = await api.http.get(URL, params={"status": "lost"},

@@ -46,6 +46,7 @@ from domain.workflow_dto import (
 from models.db import SessionFactory
 from models.reassignment import Appeal, ApprovalStep, ReassignmentRequest
 from settings import Settings
+from web.deliveries import failed_deliveries
 from web.deps import page_permit
 from web.forms import (
     UNIT_LABELS,
@@ -58,6 +59,7 @@ from web.forms import (
     show_yuan,
     split_duration,
 )
+from web.me_labels import MeLabels
 from web.render import current_locale, render, t
 from web.routes.approvals import names_of, policy_lines
 from web.routes.delegations import approver_choices
@@ -171,6 +173,8 @@ def hr_dashboard(request: Request,
         "request_link": lambda rid: temporal_ui_link(settings, request_query(rid)),
         "all_overdue_link": temporal_ui_link(settings, overdue_approvals_query(now)),
         "stuck_after": STUCK_AFTER,
+        "deliveries": failed_deliveries(session, Scope(session, actor)),
+        "delivery_kind": MeLabels(current_locale(request)).notification,
     })
 
 
