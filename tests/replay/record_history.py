@@ -71,4 +71,4 @@ async def record(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record(HISTORIES / "full_lifecycle_v3_agreement.json"))
+    asyncio.run(record(HISTORIES / "full_lifecycle_v4_notification_delivery.json"))
