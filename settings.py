@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # session cookies for the web UI: Secure on HTTPS requests (None), or always / never
     session_cookie_secure: bool | None = None
     org_timezone: str = "Asia/Shanghai"
+    # bulk reorganisation (workflows/bulk.py): child request workflows started per second,
+    # and groups per workflow run before continue-as-new keeps the history small
+    bulk_starts_per_second: int = Field(default=10, ge=1, le=1_000)
+    bulk_groups_per_run: int = Field(default=100, ge=1, le=10_000)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     activity_threads: int = Field(default=16, ge=1)

@@ -30,6 +30,7 @@ from api.routes import orders as orders_routes
 from api.routes import outcomes as outcomes_routes
 from api.routes import plans as plans_routes
 from api.routes import policies as policies_routes
+from api.routes import reorganisations as reorganisations_routes
 from api.routes import settlements as settlements_routes
 from api.routes import signing as signing_routes
 from api.routes import statements as statements_routes
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(delegations_routes.router, prefix=API_PREFIX)
     app.include_router(directory_routes.router, prefix=API_PREFIX)
     app.include_router(my_data_routes.router, prefix=API_PREFIX)
+    app.include_router(reorganisations_routes.router, prefix=API_PREFIX)
     app.include_router(notifications_routes.router, prefix=API_PREFIX)
     app.include_router(outcomes_routes.router, prefix=API_PREFIX)
     app.include_router(monitor_routes.router, prefix=API_PREFIX)

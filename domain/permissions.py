@@ -43,6 +43,9 @@ class Action(StrEnum):
     REQUEST_AUDIT_READ = "requests.audit"
     DOCUMENT_READ = "documents.read"  # personal report and agreement
     EVIDENCE_EXPORT = "evidence.export"
+    # bulk reorganisation (many requests from one file or rule)
+    REORGANISATION_RUN = "reorganisations.run"
+    REORGANISATION_READ = "reorganisations.read"
     NOTIFICATION_DELIVERIES_READ = "notifications.deliveries"
     # commission
     ORDERS_WRITE = "orders.write"
@@ -108,6 +111,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.REQUEST_AUDIT_READ: _roles(_S, _M, _D, _HR, _L),
     Action.DOCUMENT_READ: _roles(_S, _M, _D, _HR, _L),
     Action.EVIDENCE_EXPORT: _roles(_HR, _L),
+    Action.REORGANISATION_RUN: _roles(_HR, _A),
+    Action.REORGANISATION_READ: _roles(_HR, _A),
     Action.NOTIFICATION_DELIVERIES_READ: _roles(_HR, _A),
     Action.ORDERS_WRITE: _roles(_HR, _F, _A),
     Action.PLANS_MANAGE: _roles(_HR, _A),
@@ -157,6 +162,8 @@ ACTION_SUMMARY: Mapping[Action, str] = {
     Action.REQUEST_AUDIT_READ: "read the audit trail of a request in scope",
     Action.DOCUMENT_READ: "read the personal report and the agreement of a request in scope",
     Action.EVIDENCE_EXPORT: "download a case's evidence bundle",
+    Action.REORGANISATION_RUN: "dry-run, start and cancel a bulk reorganisation",
+    Action.REORGANISATION_READ: "read bulk reorganisations and their progress",
     Action.NOTIFICATION_DELIVERIES_READ: "list e-mail and group-robot deliveries and failures",
     Action.ORDERS_WRITE: "post and import orders",
     Action.PLANS_MANAGE: "create commission plans",
