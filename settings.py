@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         if url.password in DEV_DATABASE_PASSWORDS:
             return ["BATON_DATABASE_URL uses the development password 'baton'; give the "
                     "database user a random password (`openssl rand -hex 24`) and put it in "
-                    "the URL (in docker compose: POSTGRES_PASSWORD)"]
+                    "the URL (in docker compose: APP_DB_PASSWORD)"]
         return []
 
     def _webauthn_problems(self) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from settings import ProductionSettingsError, Settings
 from tests.deploy.compose import MissingVariable, load
@@ -39,6 +40,8 @@ APP_SERVICES = ("api", "worker")
 # values for the variables the file requires (${VAR:?...}); random-looking, as in production
 REQUIRED = {
     "POSTGRES_PASSWORD": "3f9c0a7d5e1b2c4d6e8f0a1b2c3d4e5f6a7b8c9d",
+    "APP_DB_PASSWORD": "9a8b7c6d5e4f30211f2e3d4c5b6a79881726354a",
+    "TEMPORAL_DB_PASSWORD": "51c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0",
     "BATON_JWT_SECRET": "0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f5061728",
     "BATON_PAYLOAD_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "BATON_SEAL_PKCS12_PASSWORD": "seal-password-from-the-ca",
@@ -291,7 +294,7 @@ def test_app_containers_start_in_production(compose: Compose, service: str, tmp_
     assert settings.database_url.startswith("postgresql+psycopg://")
     # and with the development password, the same environment is refused
     monkeypatch.setenv("BATON_DATABASE_URL",
-                       environment["BATON_DATABASE_URL"].replace(REQUIRED["POSTGRES_PASSWORD"],
+                       environment["BATON_DATABASE_URL"].replace(REQUIRED["APP_DB_PASSWORD"],
                                                                  "baton"))
     with pytest.raises(ProductionSettingsError, match="BATON_DATABASE_URL"):
         Settings(_env_file=None)  # type: ignore[call-arg]
@@ -306,6 +309,26 @@ def test_api_and_worker_share_one_configuration(compose: Compose) -> None:
 
 
 # --- what the services point at ------------------------------------------------------------
+
+
+def test_baton_and_temporal_connect_as_their_own_roles(compose: Compose) -> None:
+    """Neither connects as the superuser, and each has its own password."""
+    postgres = services(compose)["postgres"]
+    superuser = postgres["environment"]["POSTGRES_USER"]
+    app_url = make_url(services(compose)["api"]["environment"]["BATON_DATABASE_URL"])
+    temporal = services(compose)["temporal"]["environment"]
+    schema_job = services(compose)["temporal-schema"]["environment"]
+    assert app_url.username == "baton" and app_url.database == "baton"
+    assert temporal["POSTGRES_USER"] == schema_job["SQL_USER"] == "temporal"
+    assert superuser not in (app_url.username, temporal["POSTGRES_USER"])
+    passwords = [postgres["environment"]["POSTGRES_PASSWORD"], app_url.password,
+                 temporal["POSTGRES_PWD"]]
+    assert len(set(passwords)) == 3
+    assert schema_job["SQL_PASSWORD"] == temporal["POSTGRES_PWD"]
+    # the roles' passwords reach the init script that creates them
+    assert postgres["environment"]["APP_DB_PASSWORD"] == app_url.password
+    assert postgres["environment"]["TEMPORAL_DB_PASSWORD"] == temporal["POSTGRES_PWD"]
+    assert "./deploy/postgres:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
 
 
 def test_temporal_reads_the_dynamic_config_that_reports_problems(compose: Compose) -> None:

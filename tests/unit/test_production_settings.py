@@ -73,7 +73,7 @@ def test_production_with_real_values_starts(seal_file: Path) -> None:
      "is not a file"),
     ({"database_url": "sqlite:////srv/baton/baton.db"}, "BATON_DATABASE_URL", "PostgreSQL"),
     ({"database_url": "postgresql+psycopg://baton:baton@postgres:5432/baton"},
-     "BATON_DATABASE_URL", "POSTGRES_PASSWORD"),
+     "BATON_DATABASE_URL", "APP_DB_PASSWORD"),
     ({"database_url": "not a url"}, "BATON_DATABASE_URL", "postgresql+psycopg://"),
     ({"webauthn_rp_id": "localhost", "webauthn_origin": "https://localhost"},
      "BATON_WEBAUTHN_RP_ID", "site's domain"),
