@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -737,7 +738,7 @@ class ReassignmentWorkflow:
             actor_id=actor_id, detail=detail))
 
     async def _notify(self, kind: str, message: str, recipients: list[int], *,
-                      role: Role | None = None, params: dict[str, str | int] | None = None,
+                      role: Role | None = None, params: Mapping[str, str | int] | None = None,
                       ) -> None:
         """The in-app records (awaited: they are the source), then their delivery (not)."""
         self._notices += 1
@@ -755,7 +756,7 @@ class ReassignmentWorkflow:
     def _delivery_on(self) -> bool:
         return workflow.patched(PATCH_DELIVERY)
 
-    def _deliver(self, key: str, kind: str, params: dict[str, str | int]) -> None:
+    def _deliver(self, key: str, kind: str, params: Mapping[str, str | int]) -> None:
         """E-mail and robots, started and left to run: a slow or failing channel never holds
         up the lifecycle or an Update's answer. _finish waits for them before closing."""
         if not self._delivery_on():
@@ -764,7 +765,7 @@ class ReassignmentWorkflow:
             NotificationActivities.deliver_notifications,
             NotificationDeliveryInput(workflow_id=workflow.info().workflow_id, key=key,
                                       request_id=self._state.request_id, kind=kind,
-                                      params=params),
+                                      params=dict(params)),
             start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT, retry_policy=DELIVERY_RETRY))
 
     async def _notify_receiver(self) -> None:
@@ -776,7 +777,7 @@ class ReassignmentWorkflow:
                            params={"stage": self._state.stage.value})
 
     async def _notify_parties(self, kind: str, message: str,
-                              params: dict[str, str | int] | None = None) -> None:
+                              params: Mapping[str, str | int] | None = None) -> None:
         if self._ctx is None:
             return
         await self._notify(kind, message, [self._ctx.requester_id, self._ctx.from_employee_id,
