@@ -31,7 +31,7 @@ class SatisfactionScore(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
     scored_on: date = Field(description="the survey date in the organisation's calendar")
-    kind: ScoreKind = Field(max_length=4)
+    kind: str = Field(max_length=4, description="CSAT or NPS (domain.outcomes.ScoreKind)")
     score: int
     source: str = Field(max_length=100, description="survey or system that produced the score")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -141,7 +141,7 @@ def ingest_scores(session: Session, items: list[ScoreIn], *, today: date,
             new[item.key] = item
     for item in new.values():
         session.add(SatisfactionScore(customer_id=item.customer_id, scored_on=item.scored_on,
-                                      kind=item.kind, score=item.score, source=item.source,
+                                      kind=item.kind.value, score=item.score, source=item.source,
                                       created_by_id=actor_id))
     result.created = len(new)
     if new:
