@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ NAMESPACE = "default"
 TASK_QUEUE = "baton"
 START_TIMEOUT_S = 120.0  # generous: the CI machine may be slow and shared
 API_WORKERS = 2
-READY_PATH = "/api/v1/health"  # answers {"status": "ok"} once the database and Temporal do
+READY_PATH = "/readyz"  # 200 once the database and Temporal both answer
 SEAL_PASSWORD = "prod-like-seal-password"
 
 
@@ -58,6 +59,9 @@ class ProdStack:
     api_port: int
     temporal_address: str
     database_url: str
+    metrics_token: str
+    prometheus_dir: Path  # PROMETHEUS_MULTIPROC_DIR of the API's processes
+    worker_metrics_urls: list[str]  # one per worker, in the order of `workers`
     client: Client  # the test's own connection, for the workflow's history
     org: SmallOrg
 
@@ -68,6 +72,9 @@ class ProdStack:
     def alive(self) -> None:
         self.processes.check_alive(self.temporal, self.api, *self.workers)
 
+    def worker_metrics_url(self, worker: Proc) -> str:
+        return self.worker_metrics_urls[self.workers.index(worker)]
+
     def worker_identity(self, worker: Proc) -> str:
         """The identity a worker process gives Temporal (the SDK's default: pid@host)."""
         return f"{worker.pid}@{socket.gethostname()}"
@@ -77,7 +84,7 @@ class ProdStack:
             async with httpx.AsyncClient(timeout=5) as http:
                 for _ in range(API_WORKERS * 2):  # likely to reach each API process
                     r = await http.get(f"{self.api_url}{READY_PATH}")
-                    if r.status_code != 200 or r.json().get("status") != "ok":
+                    if r.status_code != 200 or r.json().get("status") != "ready":
                         return False
             return True
 
@@ -85,6 +92,9 @@ class ProdStack:
                          timeout=START_TIMEOUT_S, alive=self.alive)
 
     def start_api(self) -> Proc:
+        # as an operator's start script does: the multiprocess directory empty at each start
+        shutil.rmtree(self.prometheus_dir, ignore_errors=True)
+        self.prometheus_dir.mkdir()
         self.api = self.processes.start("api", [
             PYTHON, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
             "--port", str(self.api_port), "--workers", str(API_WORKERS),
@@ -117,7 +127,8 @@ def _seal_pkcs12(directory: Path, password: str) -> Path:
 
 
 def _environment(*, database_url: str, temporal_address: str, api_port: int,
-                 data_dir: Path, seal: Path) -> dict[str, str]:
+                 data_dir: Path, seal: Path, metrics_token: str, prometheus_dir: Path
+                 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env.update({
         "BATON_DATABASE_URL": database_url,
@@ -135,6 +146,9 @@ def _environment(*, database_url: str, temporal_address: str, api_port: int,
         "BATON_ENV": "production",
         "BATON_WEBAUTHN_RP_ID": "baton.example.test",
         "BATON_WEBAUTHN_ORIGIN": "https://baton.example.test",
+        "BATON_METRICS_TOKEN": metrics_token,
+        # the API's processes add up their metrics in files here (read at import: real env)
+        "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
         # the test logs in often from one address
         "BATON_LOGIN_RATE_LIMIT": "10000/minute",
         "PYTHONUNBUFFERED": "1",
@@ -168,12 +182,14 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
     log_dir, data_dir = tmp_path / "logs", tmp_path / "data"
     log_dir.mkdir()
     data_dir.mkdir()
-    temporal_port, api_port = free_ports(2)
+    temporal_port, api_port, *worker_metrics_ports = free_ports(4)
+    metrics_token, prometheus_dir = secrets.token_urlsafe(24), tmp_path / "prometheus"
     temporal_address = f"127.0.0.1:{temporal_port}"
     with fresh_database(postgres_server) as database_url:
         processes = Processes(log_dir, _environment(
             database_url=database_url, temporal_address=temporal_address, api_port=api_port,
-            data_dir=data_dir, seal=_seal_pkcs12(tmp_path / "seal", SEAL_PASSWORD)))
+            data_dir=data_dir, seal=_seal_pkcs12(tmp_path / "seal", SEAL_PASSWORD),
+            metrics_token=metrics_token, prometheus_dir=prometheus_dir))
         try:
             argv = [binary("temporal"), "server", "start-dev", "--headless",
                     "--ip", "127.0.0.1", "--port", str(temporal_port),
@@ -198,11 +214,18 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
             client = await wait_until(f"Temporal at {temporal_address}", connected,
                                       timeout=START_TIMEOUT_S,
                                       alive=lambda: processes.check_alive(temporal))
-            workers = [processes.start("worker", [PYTHON, "worker.py"]) for _ in range(2)]
-            stack = ProdStack(processes=processes, temporal=temporal, workers=workers,
-                              api=temporal, api_port=api_port,
-                              temporal_address=temporal_address, database_url=database_url,
-                              client=client, org=org)
+            # each worker process serves its Temporal SDK metrics on a port of its own
+            workers = [processes.start("worker", [PYTHON, "worker.py"], env={
+                **processes.env, "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}"})
+                for port in worker_metrics_ports]
+            stack = ProdStack(
+                processes=processes, temporal=temporal, workers=workers, api=temporal,
+                api_port=api_port, temporal_address=temporal_address,
+                database_url=database_url, metrics_token=metrics_token,
+                prometheus_dir=prometheus_dir,
+                worker_metrics_urls=[f"http://127.0.0.1:{port}/metrics"
+                                     for port in worker_metrics_ports],
+                client=client, org=org)
             stack.start_api()
             await stack.wait_api_ready()
             identities = {stack.worker_identity(w) for w in workers}

@@ -13,6 +13,7 @@ Run it alone with `.venv/bin/pytest -m prodlike`.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -24,12 +25,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
-from models import Assignment, AssignmentSource, NotificationRecord, Order
+from models import Assignment, AssignmentSource, Employee, NotificationRecord, Order
 from models.commission import CommissionLine
 from models.db import make_engine
 from tests.factories import PASSWORD, SmallOrg
@@ -37,7 +39,7 @@ from tests.prod.conftest import ProdStack
 from tests.prod.processes import PYTHON, wait_until
 from tests.prod.seed import PROTECTION_SHARE_BP
 
-pytestmark = [pytest.mark.prodlike, pytest.mark.postgres, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.prodlike, pytest.mark.postgres]
 
 WAIT_S = 90.0  # per step; generous for a loaded CI machine (the timers themselves are seconds)
 BATCH = 60  # orders per batch, three batches
@@ -79,10 +81,10 @@ class Client:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    async def act(self, rid: int, action: str, as_id: int, body: dict[str, Any]
-                  ) -> httpx.Response:
+    async def act(self, rid: int, action: str, as_id: int, body: dict[str, Any],
+                  **kwargs: Any) -> httpx.Response:
         return await self.call("POST", f"/api/v1/reassignments/{rid}/{action}", as_id,
-                               json=body)
+                               json=body, **kwargs)
 
 
 def level_open(n: int) -> Callable[[dict[str, Any]], bool]:
@@ -248,8 +250,10 @@ async def test_lifecycle_survives_a_worker_kill_and_an_api_restart(
 
         for level, approver in enumerate(approvers[1:], start=2):
             await wait(rid, approver, f"level {level} to open", level_open(level))
-            r = await client.act(rid, "approve", approver, {"comment": f"level {level}"})
+            r = await client.act(rid, "approve", approver, {"comment": f"level {level}"},
+                                 headers={"X-Request-ID": f"prodlike-approve-{level}"})
             assert r.status_code == 200, r.text
+            assert r.headers["X-Request-ID"] == f"prodlike-approve-{level}"
 
         # the salesperson signs with a one-time code
         detail = await wait(rid, org.sales_a1, "the agreement to sign",
@@ -302,6 +306,35 @@ async def test_lifecycle_survives_a_worker_kill_and_an_api_restart(
         assert r.status_code == 200, r.text
         events = r.json()["items"]
 
+        # what Prometheus would scrape: the API (all its processes since the restart) ...
+        r = await http.get("/metrics")
+        assert r.status_code == 401, r.text  # BATON_METRICS_TOKEN is set
+        r = await http.get("/metrics", headers={
+            "Authorization": f"Bearer {stack.metrics_token}"})
+        assert r.status_code == 200, r.text
+        api_text = r.text
+        api_metrics = samples(api_text)
+        approve = {"method": "POST", "route": "/api/v1/reassignments/{request_id}/approve"}
+        assert api_metrics.value("baton_http_requests_total", status="200", **approve) == 2
+        assert api_metrics.value("baton_http_request_duration_seconds_count",
+                                 status_class="2xx", **approve) == 2
+        assert api_metrics.value("baton_http_requests_total", method="POST",
+                                 route="/api/v1/orders", status="201") == 2
+        # ... and the surviving worker, which ran everything after the kill
+        r = await http.get(stack.worker_metrics_url(survivor))
+        assert r.status_code == 200, r.text
+        worker_metrics = samples(r.text)
+        assert worker_metrics.value("temporal_workflow_completed",
+                                    workflow_type="ReassignmentWorkflow") == 1
+        assert worker_metrics.value("temporal_activity_execution_latency_count",
+                                    activity_type="record_transition") > 0
+        assert worker_metrics.value("baton_stage_transitions_total", stage="COMPLETED") == 1
+        assert worker_metrics.value("baton_signatures_total", decision="SIGNED") == 1
+        print("\n".join(line for text in (api_text, r.text) for line in text.splitlines()
+                        if "approve" in line and "requests_total" in line
+                        or line.startswith(("temporal_workflow_completed{",
+                                            "baton_stage_transitions_total{"))))
+
     # the audit chain on PostgreSQL, recomputed by the CLI
     out = stack.processes.run("audit-verify", [PYTHON, "cli.py", "audit", "verify"])
     assert "audit chain intact" in out, out
@@ -328,7 +361,54 @@ async def test_lifecycle_survives_a_worker_kill_and_an_api_restart(
     late = {who for at, who in ran_on if at > killed_at}
     assert late == {stack.worker_identity(survivor)}, late
 
+    check_logs(stack, personal_data(stack.database_url))
     print(f"prod-like lifecycle: {time.monotonic() - started:.1f} s after the stack was up")
+
+
+@dataclass
+class Samples:
+    """The samples of one Prometheus scrape (parsed by prometheus_client)."""
+
+    items: list[Any]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum over the series of `name` whose labels include `labels`."""
+        # the parser names every counter's sample *_total, also the SDK's that lack it
+        names = {name, f"{name}_total"}
+        found = [s.value for s in self.items
+                 if s.name in names and labels.items() <= s.labels.items()]
+        assert found, f"no sample {name}{labels} in the scrape"
+        return float(sum(found))
+
+
+def samples(text: str) -> Samples:
+    return Samples([s for family in text_string_to_metric_families(text)
+                    for s in family.samples])
+
+
+def personal_data(database_url: str) -> list[str]:
+    """Every employee's name and e-mail address: none may reach a log."""
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as s:
+            people = s.exec(select(Employee.name, Employee.email)).all()
+    finally:
+        engine.dispose()
+    return [value for person in people for value in person if value]
+
+
+def check_logs(stack: ProdStack, personal: list[str]) -> None:
+    """JSON lines with the ids that tie them to a request; no personal data anywhere."""
+    api_lines = [json.loads(line) for proc in stack.processes.started if proc.name == "api"
+                 for line in proc.log().splitlines() if line.startswith("{")]
+    traced = [line for line in api_lines if line.get("request_id") == "prodlike-approve-2"]
+    assert traced and traced[-1]["route"] == "/api/v1/reassignments/{request_id}/approve", \
+        traced
+    for proc in stack.processes.started:
+        if proc.name in ("api", "worker"):
+            text = proc.log()
+            leaked = [value for value in personal if value in text]
+            assert not leaked, f"{proc.log_path.name} names {leaked}"
 
 
 async def last_workflow_task_identity(handle: Any) -> str:
