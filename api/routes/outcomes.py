@@ -116,12 +116,19 @@ FlaggedOnly = Annotated[bool, Query(description="only cases whose revenue fell b
 @router.get("/outcomes", responses=problem_responses(401, 403, 422))
 def get_outcomes(actor: OutcomeReader, session: SessionDep, settings: SettingsDep,
                  months: Months = DEFAULT_MONTHS, team: Team = None, reason: ReasonQ = None,
-                 flagged_only: FlaggedOnly = False) -> dict[str, Any]:
+                 flagged_only: FlaggedOnly = False,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 200,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     """Before/after figures per case in scope and aggregated by team, by reason and overall.
     Money in fen, changes and rates in basis points; an after-window that has not ended is
-    `complete: false` with the figures so far and never flagged."""
-    return report_json(build_report(session, actor, settings, months=months, team=team,
+    `complete: false` with the figures so far and never flagged. `limit`/`offset` page the
+    cases (oldest transfer first); the aggregates always cover every case that matches."""
+    body = report_json(build_report(session, actor, settings, months=months, team=team,
                                     reason=reason, flagged_only=flagged_only))
+    body["total_cases"] = len(body["cases"])
+    body["cases"] = body["cases"][offset:offset + limit]
+    body["limit"], body["offset"] = limit, offset
+    return body
 
 
 @router.get("/outcomes.csv", response_class=Response,

@@ -305,6 +305,10 @@ async def test_filters_and_scope(api: Api, scenario: Scenario) -> None:
 
     case1, case2, case3 = (sc.requests[k] for k in ("case1", "case2", "case3"))
     assert await ids(hr, flagged_only="true") == {case1}
+    r = await api.http.get("/api/v1/outcomes", params={"limit": 1, "offset": 1}, headers=hr)
+    page = r.json()  # cases oldest transfer first; aggregates over all of them
+    assert [c["request_id"] for c in page["cases"]] == [case2]
+    assert (page["total_cases"], page["overall"]["cases"]) == (3, 3)
     assert await ids(hr, team=sc.team_b) == {case2}
     assert await ids(hr, reason="WORKLOAD_BALANCING") == {case2}
     # managers see the cases that moved customers away from their team
