@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
@@ -70,9 +71,39 @@ def _run(cmd: list[str], *, cwd: Path, check: bool = True) -> subprocess.Complet
                           env={**os.environ, "LC_ALL": "C", "TZ": "UTC"})
 
 
+@dataclass
+class PostgresCluster:
+    """A running private cluster: its URL, and stop/start on the same data directory and port
+    (for tests of a database outage)."""
+
+    url: str
+    data: Path
+    root: Path
+    log: Path
+    pg_ctl: str
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m <mode>`: fast ends the sessions and shuts down cleanly."""
+        _checked(_run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"],
+                      cwd=self.root, check=False), "pg_ctl stop", self.log)
+
+    def start(self) -> None:
+        """Start it again with the same configuration (port, socket directory, data)."""
+        _checked(_run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                       "start"], cwd=self.root, check=False), "pg_ctl start", self.log)
+
+
 @contextmanager
 def temporary_postgres(bin_dir: Path | None = None, *, attempts: int = 3) -> Iterator[str]:
     """Run a private PostgreSQL cluster for the duration of the block; yield its base URL."""
+    with postgres_cluster(bin_dir, attempts=attempts) as cluster:
+        yield cluster.url
+
+
+@contextmanager
+def postgres_cluster(bin_dir: Path | None = None, *, attempts: int = 3
+                     ) -> Iterator[PostgresCluster]:
+    """Like temporary_postgres, but yield the cluster itself (which can be stopped/started)."""
     bin_dir = bin_dir or find_bin_dir()
     if bin_dir is None:
         raise PostgresUnavailable(
@@ -101,7 +132,8 @@ def temporary_postgres(bin_dir: Path | None = None, *, attempts: int = 3) -> Ite
                 break
             if attempt == attempts:  # most likely the port was taken between probe and start
                 _checked(result, "pg_ctl start", log)
-        yield f"postgresql+psycopg://{DB_USER}@127.0.0.1:{port}/"
+        yield PostgresCluster(f"postgresql+psycopg://{DB_USER}@127.0.0.1:{port}/",
+                              data, root, log, pg_ctl)
     finally:
         if (data / "postmaster.pid").exists():  # also after a start that timed out
             _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], cwd=root,
