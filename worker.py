@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import (
     Client,
@@ -82,6 +83,9 @@ def build_worker(
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,
+        # on SIGTERM, running activities get this long to finish before their tasks are
+        # cancelled (compose's stop_grace_period is 30 s)
+        graceful_shutdown_timeout=timedelta(seconds=20),
     )
 
 
