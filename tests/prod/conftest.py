@@ -34,6 +34,7 @@ from tests.payload_keys import TEST_DATA_CONVERTER, TEST_PAYLOAD_KEYS
 from tests.pg import fresh_database
 from tests.prod.processes import (
     PYTHON,
+    ROOT,
     Proc,
     Processes,
     free_ports,
@@ -146,12 +147,15 @@ def _environment(*, database_url: str, temporal_address: str, api_port: int,
         "BATON_ENV": "production",
         "BATON_WEBAUTHN_RP_ID": "baton.example.test",
         "BATON_WEBAUTHN_ORIGIN": "https://baton.example.test",
+        "BATON_LOG_FORMAT": "json",
+        "BATON_LOG_LEVEL": "INFO",
         "BATON_METRICS_TOKEN": metrics_token,
         # the API's processes add up their metrics in files here (read at import: real env)
         "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
         # the test logs in often from one address
         "BATON_LOGIN_RATE_LIMIT": "10000/minute",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),  # they run outside the checkout (see Processes.cwd)
     })
     return env
 
@@ -179,9 +183,9 @@ def _failed(node: pytest.Item) -> bool:
 @pytest_asyncio.fixture
 async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
                      tmp_path: Path) -> AsyncIterator[ProdStack]:
-    log_dir, data_dir = tmp_path / "logs", tmp_path / "data"
-    log_dir.mkdir()
-    data_dir.mkdir()
+    log_dir, data_dir, run_dir = tmp_path / "logs", tmp_path / "data", tmp_path / "run"
+    for directory in (log_dir, data_dir, run_dir):
+        directory.mkdir()
     temporal_port, api_port, *worker_metrics_ports = free_ports(4)
     metrics_token, prometheus_dir = secrets.token_urlsafe(24), tmp_path / "prometheus"
     temporal_address = f"127.0.0.1:{temporal_port}"
@@ -189,7 +193,7 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
         processes = Processes(log_dir, _environment(
             database_url=database_url, temporal_address=temporal_address, api_port=api_port,
             data_dir=data_dir, seal=_seal_pkcs12(tmp_path / "seal", SEAL_PASSWORD),
-            metrics_token=metrics_token, prometheus_dir=prometheus_dir))
+            metrics_token=metrics_token, prometheus_dir=prometheus_dir), run_dir)
         try:
             argv = [binary("temporal"), "server", "start-dev", "--headless",
                     "--ip", "127.0.0.1", "--port", str(temporal_port),
@@ -201,7 +205,7 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
                 argv += ["--search-attribute", f"{name}={kind}"]
             temporal = processes.start("temporal", argv)
             # the schema and the data while Temporal starts
-            processes.run("migrate", [PYTHON, "cli.py", "migrate"])
+            processes.run("migrate", [PYTHON, str(ROOT / "cli.py"), "migrate"])
             org = SmallOrg(**json.loads(processes.run("seed", [PYTHON, "-m", "tests.prod.seed"])))
             org.usernames = {int(k): v for k, v in org.usernames.items()}
 
@@ -215,7 +219,7 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
                                       timeout=START_TIMEOUT_S,
                                       alive=lambda: processes.check_alive(temporal))
             # each worker process serves its Temporal SDK metrics on a port of its own
-            workers = [processes.start("worker", [PYTHON, "worker.py"], env={
+            workers = [processes.start("worker", [PYTHON, str(ROOT / "worker.py")], env={
                 **processes.env, "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}"})
                 for port in worker_metrics_ports]
             stack = ProdStack(

@@ -111,6 +111,8 @@ class Processes:
 
     log_dir: Path
     env: dict[str, str]
+    # the processes' working directory: not the checkout, whose .env settings.py would read
+    cwd: Path
     started: list[Proc] = field(default_factory=list)
 
     def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None
@@ -118,7 +120,7 @@ class Processes:
         index = sum(1 for p in self.started if p.name == name)
         log_path = self.log_dir / (f"{name}.log" if index == 0 else f"{name}-{index + 1}.log")
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(list(argv), cwd=ROOT, env=env or self.env,
+            popen = subprocess.Popen(list(argv), cwd=self.cwd, env=env or self.env,
                                      stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         proc = Proc(name, list(argv), log_path, popen)
@@ -129,7 +131,7 @@ class Processes:
             stdin: str | None = None) -> str:
         """Run a command to completion (a CLI step); its output, or fail with its log."""
         log_path = self.log_dir / f"{name}.log"
-        result = subprocess.run(list(argv), cwd=ROOT, env=self.env, input=stdin,
+        result = subprocess.run(list(argv), cwd=self.cwd, env=self.env, input=stdin,
                                 capture_output=True, text=True, timeout=timeout)
         log_path.write_text(result.stdout + result.stderr)
         if result.returncode != 0:

@@ -36,7 +36,7 @@ from models.commission import CommissionLine
 from models.db import make_engine
 from tests.factories import PASSWORD, SmallOrg
 from tests.prod.conftest import ProdStack
-from tests.prod.processes import PYTHON, wait_until
+from tests.prod.processes import PYTHON, ROOT, wait_until
 from tests.prod.seed import PROTECTION_SHARE_BP
 
 pytestmark = [pytest.mark.prodlike, pytest.mark.postgres]
@@ -336,7 +336,7 @@ async def test_lifecycle_survives_a_worker_kill_and_an_api_restart(
                                             "baton_stage_transitions_total{"))))
 
     # the audit chain on PostgreSQL, recomputed by the CLI
-    out = stack.processes.run("audit-verify", [PYTHON, "cli.py", "audit", "verify"])
+    out = stack.processes.run("audit-verify", [PYTHON, str(ROOT / "cli.py"), "audit", "verify"])
     assert "audit chain intact" in out, out
 
     # nothing written twice: one event per transition, in sequence, each step once
