@@ -48,6 +48,7 @@ def build_worker(
     client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8,
     timezone: str = "Asia/Shanghai", channels: DeliveryChannels | None = None,
     public_url: str = "http://localhost:8000",
+    graceful_shutdown: timedelta = timedelta(0),
 ) -> Worker:
     """A worker for Baton's workflows; sync activities run on a thread pool."""
     reassignment = ReassignmentActivities(sessions)
@@ -83,9 +84,7 @@ def build_worker(
         ],
         activity_executor=ThreadPoolExecutor(max_workers=activity_threads),
         max_concurrent_activities=activity_threads,
-        # on SIGTERM, running activities get this long to finish before their tasks are
-        # cancelled (compose's stop_grace_period is 30 s)
-        graceful_shutdown_timeout=timedelta(seconds=20),
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
@@ -133,7 +132,10 @@ async def run() -> None:
     await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
     worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads,
                           settings.org_timezone, channels_from_settings(settings),
-                          settings.public_base_url)
+                          settings.public_base_url,
+                          # on SIGTERM, running activities get this long to finish before
+                          # they are cancelled (compose's stop_grace_period is 30 s)
+                          graceful_shutdown=timedelta(seconds=20))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
