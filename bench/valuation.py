@@ -1,14 +1,17 @@
-"""Valuation refresh benchmark: 20,000 customers, 1,000,000 orders, against the aggregate query.
+"""Valuation refresh benchmark: 20,000 customers at 10^5 and 10^6 orders (scaling rows),
+against the aggregate query.
 
-    .venv/bin/python -m bench.valuation                          # SQLite, full scale
+    .venv/bin/python -m bench.valuation                          # SQLite, 100k and 1M orders
     .venv/bin/python -m bench.valuation --backend postgres
     .venv/bin/python -m bench.valuation --customers 2000 --orders 100000
+    .venv/bin/python -m bench.valuation --orders 10000000        # 10^7: see bench/README.md
 
 It builds a fresh database (schema by Alembic) and generates, deterministically, a customer
 base that behaves as BG/NBD assumes: customers acquired over three years, each buying as a
 Poisson process (rate ~ Gamma) and dropping out after any repeat purchase (p ~ Beta), order
 values ~ Gamma around a customer mean; 1% of the rows are refunds of earlier orders; a tenth of
-the customers changed owner once. Exactly `--orders` rows in customer_order.
+the customers changed owner once. Exactly `--orders` rows in customer_order; every order count
+gets a fresh database.
 
 Then, on that database, it measures:
 * refresh (cold): `ValuationActivities.refresh_valuations` as the workflow's activity runs it,
@@ -323,6 +326,7 @@ def _fmt(parts: dict[str, float]) -> str:
 @contextlib.contextmanager
 def _database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
+        workdir.mkdir(parents=True, exist_ok=True)
         yield f"sqlite:///{workdir / 'valuation-bench.db'}"
         return
     from tests.pg import fresh_database, sigterm_as_interrupt, temporary_postgres
@@ -339,11 +343,20 @@ def format_report(results: Sequence[Result]) -> str:
         out.append(f"{r.backend:<9} {r.generated.customers:>9,} {r.generated.orders:>10,} "
                    f"{r.cold_s:>14.2f} {r.warm_s:>14.2f} {r.baseline_s:>10.2f} "
                    f"{r.warm_s / r.baseline_s:>9.2f} {r.cold_s / r.baseline_s:>9.2f}")
+    for backend in dict.fromkeys(r.backend for r in results):
+        rows = [r for r in results if r.backend == backend]
+        for small, large in zip(rows, rows[1:], strict=False):
+            n = large.generated.orders / small.generated.orders
+            base = large.baseline_s / small.baseline_s
+            out.append(f"{backend}: refresh({large.generated.orders:,})/refresh("
+                       f"{small.generated.orders:,}) = {large.warm_s / small.warm_s:.2f}x warm "
+                       f"for {n:.0f}x the orders; baseline {base:.2f}x")
     for r in results:
         p = r.fit.get("params", {})
-        out.append(f"{r.backend}: fit ok={r.fit.get('ok')} {r.fit.get('reason') or ''} "
+        head = f"{r.backend} {r.generated.orders:,}"
+        out.append(f"{head}: fit ok={r.fit.get('ok')} {r.fit.get('reason') or ''} "
                    + " ".join(f"{k}={v:.4g}" for k, v in p.items()))
-        out.append(f"{r.backend}: methods {r.methods}; tiers {r.tiers}; "
+        out.append(f"{head}: methods {r.methods}; tiers {r.tiers}; "
                    f"{r.snapshots:,} snapshots per run")
     out.append("baseline: the per-customer aggregate query alone (best of 3, warm); "
                "warm = a second refresh in the same process, as a long-lived worker runs it")
@@ -354,14 +367,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.valuation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=Scale.customers)
-    parser.add_argument("--orders", type=int, default=Scale.orders)
+    parser.add_argument("--orders", type=int, nargs="+", default=[100_000, 1_000_000],
+                        help="rows in customer_order, one scaling row each (default: 100000 "
+                             "1000000)")
     parser.add_argument("--seed", type=int, default=Scale.seed)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the SQLite file goes (default: a temporary directory)")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    scale = Scale(customers=args.customers, orders=args.orders, seed=args.seed)
 
     def say(message: str) -> None:
         print(f"[bench] {message}", flush=True)
@@ -369,8 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="baton-valuation-bench-", dir=args.workdir) as tmp:
         for backend in backends:
-            with _database(backend, Path(tmp)) as url:
-                results.append(measure(url, backend, scale, say=say))
+            for orders in args.orders:
+                scale = Scale(customers=args.customers, orders=orders, seed=args.seed)
+                with _database(backend, Path(tmp) / f"{backend}-{orders}") as url:
+                    results.append(measure(url, backend, scale, say=say))
     print()
     print(format_report(results))
     return 0
