@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -165,10 +167,44 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, problem)
 
 
+DATABASE_RETRY_AFTER_S = 10
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or dropped the connection (down, restarting, pool
+    exhausted): a condition to retry, not a bug. OperationalError is the DBAPI's class for
+    these (connection refused, server shut down, "database is locked")."""
+    if isinstance(exc, PoolTimeoutError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def database_unavailable_problem() -> Problem:
+    return Problem(
+        503, "database-unavailable", "Database unavailable",
+        "The database cannot be reached right now, so nothing was read or changed by this "
+        f"call. Try again in {DATABASE_RETRY_AFTER_S} seconds; /readyz shows when it is back.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await _on_unexpected(request, exc)
+    # one line, no traceback: an outage is an operations event, and floods the log otherwise
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                type(getattr(exc, "orig", None) or exc).__name__)
+    return problem_response(request, database_unavailable_problem())
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    # DBAPIError (not Exception): handled by the exception middleware, which does not
+    # re-raise into the server's log as the catch-all does
+    app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(PoolTimeoutError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -6,6 +6,7 @@ page path answers HTML with the same status, in the reader's language.
   carries the problem type (e.g. https://baton.dev/problems/forbidden-role for a role refusal,
   which tests/api/test_permissions.py checks on every page route).
 - HTTPException (a path with no page, a wrong method) and unexpected errors likewise.
+- The database being down -> the error page with 503 (the API: 503 problem+json).
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.problems import PROBLEM_BASE, Problem
+from api.problems import (
+    PROBLEM_BASE,
+    Problem,
+    database_unavailable,
+    database_unavailable_problem,
+)
 from web.deps import LoginRequired, login_url
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,7 @@ def install_error_pages(app: FastAPI) -> None:
     api_http = handlers[StarletteHTTPException]
     api_validation = handlers[RequestValidationError]
     api_unexpected = handlers[Exception]
+    api_database = handlers[DBAPIError]
 
     async def on_login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
@@ -93,8 +102,18 @@ def install_error_pages(app: FastAPI) -> None:
                       exc_info=exc)
         return problem_page(request, Problem(500, "internal-error", "", ""))
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if not is_page(request):
+            return await api_database(request, exc)  # type: ignore[no-any-return]
+        if not database_unavailable(exc):
+            return await on_unexpected(request, exc)
+        log.warning("database unavailable on page %s %s", request.method, request.url.path)
+        return problem_page(request, database_unavailable_problem())
+
     app.add_exception_handler(LoginRequired, on_login_required)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(PoolTimeoutError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
