@@ -6,6 +6,7 @@
     python cli.py create-user --username hu --employee-no E200 --roles hr,admin
     python cli.py audit verify   # recompute the audit hash chain (alias: audit-verify)
     python cli.py import-orders orders.csv [--dry-run]   # CSV of orders, refunds, cancellations
+    python cli.py reorganise moves.csv [--dry-run] [--follow]  # bulk reorganisation
     python cli.py import KIND FILE [--dry-run] [--errors-out problems.csv]  # migrate data in
     python cli.py import all DIR [--dry-run]   # every kind in a folder, in dependency order
     python cli.py import template KIND [--format csv|xlsx] [-o FILE]   # a documented template
@@ -793,6 +794,115 @@ def cmd_verify_agreement(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _reorganisation_actor(settings: Settings, username: str) -> Any:
+    """The HR or admin account a CLI reorganisation runs as (its requests name them)."""
+    from sqlmodel import select
+
+    from api.security import Actor
+    from domain.stages import Role
+    from models.org import UserAccount
+
+    sessions, dispose = _sessions(settings)
+    try:
+        with sessions() as session:
+            account = session.exec(select(UserAccount).where(
+                UserAccount.username == username)).first()
+    finally:
+        dispose()
+    if account is None or account.id is None or not account.is_active:
+        raise SystemExit(f"error: no active account {username!r}")
+    roles = frozenset(Role(r) for r in account.roles if r in Role._value2member_map_)
+    if not roles & {Role.HR, Role.ADMIN}:
+        raise SystemExit(f"error: {username} is not HR or an administrator")
+    return Actor(user_id=account.id, employee_id=account.employee_id, username=username,
+                 roles=roles)
+
+
+def cmd_reorganise(settings: Settings, args: argparse.Namespace) -> int:
+    """Dry-run (--dry-run) or start a bulk reorganisation from a CSV; --follow shows its
+    progress as a bar until every group has started (or it was cancelled)."""
+    import hashlib
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from api.problems import Problem
+    from api.services import reorganisations as service
+    from domain.bulk import BulkStatus
+    from domain.stages import Reason
+    from temporal_client import connect
+
+    console = Console(stderr=True)
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    sessions, dispose = _sessions(settings)
+    try:
+        upload = service.Upload(reason=Reason(args.reason), note=args.note,
+                                csv_text=service.decode_upload(data), file_name=path.name)
+        plan = service.dry_run(sessions, upload)
+        for message in plan.batch_errors:
+            print(f"error: {message}", file=sys.stderr)
+        for e in plan.row_errors:
+            print(f"line {e.row}: {e.code}: {e.message}", file=sys.stderr)
+        t = plan.totals
+        print(f"{t.rows} rows, {t.invalid_rows} with errors; {t.customers} customers in "
+              f"{t.groups} requests; trailing-12-month revenue {t.t12m_revenue_fen / 100:,.2f}, "
+              f"projected loss {t.projected_loss_fen / 100:,.2f}, suggested compensation "
+              f"{t.suggested_compensation_fen / 100:,.2f} (CNY)")
+        if args.dry_run or not plan.ok:
+            return 0 if plan.ok else 1
+        if args.as_user is None:
+            print("error: name the HR or admin account to run it as: --as USERNAME",
+                  file=sys.stderr)
+            return 2
+        actor = _reorganisation_actor(settings, args.as_user)
+        key = args.key or f"cli-{hashlib.sha256(data).hexdigest()[:40]}"
+        created = service.create(sessions, actor, upload, key)
+        reorganisation = created.reorganisation
+
+        async def start_and_follow() -> str:
+            client = await connect(settings)
+            await service.start(client, settings, reorganisation)
+            print(f"reorganisation {reorganisation.id} "
+                  f"{'started' if created.created else 'was already started'}: "
+                  f"workflow {reorganisation.workflow_id}")
+            assert reorganisation.id is not None
+            out = await service.read(sessions, client, reorganisation.id)
+            if not args.follow:
+                return out.status.value
+            columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
+                       MofNCompleteColumn(), TextColumn("{task.fields[detail]}"))
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("groups", total=out.progress.total_groups, detail="")
+                while True:
+                    p = out.progress
+                    bar.update(task, completed=p.done_groups,
+                               detail=f"{p.started_rows}/{p.total_rows} customers started, "
+                                      f"{p.failed_rows} failed, {out.status.value}")
+                    if out.status in (BulkStatus.COMPLETED, BulkStatus.CANCELLED):
+                        break
+                    await asyncio.sleep(1)
+                    out = await service.read(sessions, client, reorganisation.id)
+            for f in out.progress.failures:
+                print(f"line {f.row_number}: customer {f.customer_id}: {f.reason}",
+                      file=sys.stderr)
+            return out.status.value
+
+        print(asyncio.run(start_and_follow()))
+        return 0
+    except Problem as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        for err in exc.errors or []:
+            print(f"  {err.field}: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baton", description="Baton admin CLI")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -827,6 +937,24 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--dry-run", action="store_true",
                         help="report every bad row with its line number; write nothing")
     orders.set_defaults(func=cmd_import_orders)
+    from domain.stages import Reason
+
+    reorg = sub.add_parser("reorganise", help="dry-run or start a bulk reorganisation from a "
+                           "CSV of customer -> new owner (docs/REORGANISATION.md)")
+    reorg.add_argument("file", help="the CSV file (UTF-8 or GB18030)")
+    reorg.add_argument("--reason", default="TERRITORY_REALIGNMENT",
+                       choices=[r.value for r in Reason], help="one reason for the whole batch")
+    reorg.add_argument("--note", default=None, help="a note copied onto every request")
+    reorg.add_argument("--dry-run", action="store_true",
+                       help="check every row and show the impact totals; start nothing")
+    reorg.add_argument("--as", dest="as_user", default=None, metavar="USERNAME",
+                       help="the HR or admin account it runs as (needed to start)")
+    reorg.add_argument("--key", default=None,
+                       help="idempotency key (default: from the file's SHA-256, so rerunning "
+                            "the same file never starts it twice)")
+    reorg.add_argument("--follow", action="store_true",
+                       help="show a progress bar until every group has started")
+    reorg.set_defaults(func=cmd_reorganise)
     _add_import_parsers(sub)
     verify = sub.add_parser("verify-agreement", help="check a sealed agreement PDF: the seal "
                             "intact and trusted, who signed, when and how; exit 1 if not")
