@@ -29,7 +29,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from tests.conftest import binary
-from tests.factories import PASSWORD, SmallOrg
+from tests.factories import SmallOrg
 from tests.payload_keys import TEST_DATA_CONVERTER, TEST_PAYLOAD_KEYS
 from tests.pg import fresh_database
 from tests.prod.processes import (
@@ -56,7 +56,6 @@ class ProdStack:
     processes: Processes
     temporal: Proc
     workers: list[Proc]
-    api: Proc
     api_port: int
     temporal_address: str
     database_url: str
@@ -65,13 +64,15 @@ class ProdStack:
     worker_metrics_urls: list[str]  # one per worker, in the order of `workers`
     client: Client  # the test's own connection, for the workflow's history
     org: SmallOrg
+    api: Proc | None = None  # the uvicorn master now serving (start_api)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
     def alive(self) -> None:
-        self.processes.check_alive(self.temporal, self.api, *self.workers)
+        self.processes.check_alive(self.temporal, *self.workers,
+                                   *([self.api] if self.api else []))
 
     def worker_metrics_url(self, worker: Proc) -> str:
         return self.worker_metrics_urls[self.workers.index(worker)]
@@ -105,6 +106,7 @@ class ProdStack:
     async def restart_api(self) -> int | None:
         """SIGTERM the uvicorn master (it stops its workers), wait, start it again on the
         same port. Returns the old master's exit code."""
+        assert self.api is not None
         code = self.api.stop()
         assert not port_open(self.api_port), "the API's port is still open after it stopped"
         self.start_api()
@@ -114,12 +116,14 @@ class ProdStack:
 
 def _seal_pkcs12(directory: Path, password: str) -> Path:
     """An organisation seal as production configures it: a PKCS#12 file with a password."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
     from documents.seal import ensure_dev_certificate
 
     made, _ = ensure_dev_certificate(directory / "made")  # any key pair and certificate
     key, cert, _extra = pkcs12.load_key_and_certificates(made.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     path = directory / "org-seal.p12"
     path.write_bytes(pkcs12.serialize_key_and_certificates(
         b"baton prod-like", key, cert, None, BestAvailableEncryption(password.encode())))
@@ -223,10 +227,9 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
                 **processes.env, "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}"})
                 for port in worker_metrics_ports]
             stack = ProdStack(
-                processes=processes, temporal=temporal, workers=workers, api=temporal,
-                api_port=api_port, temporal_address=temporal_address,
-                database_url=database_url, metrics_token=metrics_token,
-                prometheus_dir=prometheus_dir,
+                processes=processes, temporal=temporal, workers=workers, api_port=api_port,
+                temporal_address=temporal_address, database_url=database_url,
+                metrics_token=metrics_token, prometheus_dir=prometheus_dir,
                 worker_metrics_urls=[f"http://127.0.0.1:{port}/metrics"
                                      for port in worker_metrics_ports],
                 client=client, org=org)
@@ -252,7 +255,3 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
 
 async def _pollers_include(client: Client, identities: set[str]) -> bool:
     return identities <= await _pollers(client)
-
-
-def login_body(org: SmallOrg, employee_id: int) -> dict[str, Any]:
-    return {"username": org.usernames[employee_id], "password": PASSWORD}
