@@ -712,14 +712,10 @@ class ReplaySummary:
 
 
 def replayable_workflows() -> list[type]:
-    """Every workflow class the worker registers (worker.py build_worker)."""
-    from workflows.bulk import BulkReassignmentWorkflow
-    from workflows.reassignment import ReassignmentWorkflow
-    from workflows.settlement import CommissionSettlementWorkflow
-    from workflows.valuation import ValuationRefreshWorkflow
+    """Every workflow class the worker registers (worker.WORKFLOWS)."""
+    from worker import WORKFLOWS
 
-    return [ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow,
-            BulkReassignmentWorkflow]
+    return list(WORKFLOWS)
 
 
 async def replay_histories(histories: Any, data_converter: Any) -> ReplaySummary:

@@ -40,6 +40,9 @@ from workflows.reassignment import ReassignmentWorkflow
 from workflows.settlement import CommissionSettlementWorkflow
 from workflows.valuation import ValuationRefreshWorkflow
 
+# every workflow type this worker runs; tests/replay needs a recorded history of each
+WORKFLOWS: tuple[type, ...] = (ReassignmentWorkflow, CommissionSettlementWorkflow,
+                               ValuationRefreshWorkflow, BulkReassignmentWorkflow)
 SETTLEMENT_SCHEDULE_ID = "baton-monthly-settlement"
 VALUATION_SCHEDULE_ID = "baton-nightly-valuation"
 
@@ -62,8 +65,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ReassignmentWorkflow, CommissionSettlementWorkflow, ValuationRefreshWorkflow,
-                   BulkReassignmentWorkflow],
+        workflows=list(WORKFLOWS),
         activities=[
             reassignment.assess_request,
             reassignment.record_transition,

@@ -11,6 +11,8 @@ import cli
 from tests.payload_keys import TEST_DATA_CONVERTER
 
 HISTORIES = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
+# ReassignmentWorkflow's (the other workflow types' histories sort before them)
+LIFECYCLES = [p for p in HISTORIES if p.stem.startswith("full_lifecycle")]
 
 
 async def _stream(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
@@ -33,7 +35,7 @@ async def test_recorded_lifecycles_replay_with_this_code() -> None:
 async def test_a_history_the_code_no_longer_matches_is_reported_not_raised() -> None:
     """Code that would schedule another activity than the history recorded (a change made
     without workflow.patched) is named, and the other histories still replay."""
-    path = HISTORIES[0]
+    path = LIFECYCLES[0]
     text = path.read_text()
     assert text.count('"name": "assess_request"') == 1
     changed = _load(path, text.replace('"name": "assess_request"', '"name": "assess_v2"'))

@@ -1,28 +1,66 @@
-"""Replays checked-in histories against the current workflow code: catches non-determinism."""
+"""Replays the checked-in histories of every workflow type against the current workflow code:
+catches non-determinism before a deployment does (docs/WORKFLOW-CHANGES.md)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.payload_keys import TEST_DATA_CONVERTER
-from workflows.reassignment import ReassignmentWorkflow
+from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+RECORD = ".venv/bin/python -m tests.replay.record_history"
 
 
-def test_histories_are_checked_in():
-    assert HISTORIES, "record one with: .venv/bin/python -m tests.replay.record_history"
+def _load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def _workflow_type(history: WorkflowHistory) -> str:
+    started = history.events[0].workflow_execution_started_event_attributes
+    return started.workflow_type.name
+
+
+def _registered_types() -> set[str]:
+    # the name @workflow.defn gave each class (the SDK keeps no public accessor for it)
+    return {workflow._Definition.must_from_class(cls).name or "" for cls in WORKFLOWS}
+
+
+def test_every_registered_workflow_type_has_a_recorded_history():
+    recorded = Counter(_workflow_type(_load(path)) for path in HISTORIES)
+    missing = _registered_types() - set(recorded)
+    assert not missing, (f"no recorded history for {sorted(missing)}: add a kind to "
+                         f"tests/replay/record_history.py and run `{RECORD} <kind>`")
+    assert set(recorded) <= _registered_types(), "a history of a type no worker registers"
+
+
+def test_histories_are_whole_closed_runs():
+    """A stub or a history cut off mid-run would replay trivially."""
+    for path in HISTORIES:
+        history = _load(path)
+        last = history.events[-1]
+        closed = any(last.HasField(f) for f in (
+            "workflow_execution_completed_event_attributes",
+            "workflow_execution_continued_as_new_event_attributes"))
+        assert closed, f"{path.name} does not end with the run's close"
+        assert len(history.events) >= 10, path.name
+        if _workflow_type(history) == "ReassignmentWorkflow":
+            assert len(history.events) > 50, f"{path.name}: not a full lifecycle"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path):
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    assert len(history.events) > 50  # a full lifecycle, not a stub
-    # as production replays: with the payload codec, which passes the plaintext payloads of
-    # histories recorded before encryption through untouched
-    replayer = Replayer(workflows=[ReassignmentWorkflow], data_converter=TEST_DATA_CONVERTER)
-    await replayer.replay_workflow(history)
+    history = _load(path)
+    # as production replays (cli.py replay): every registered workflow, with the payload
+    # codec, which passes the plaintext payloads of histories recorded before encryption
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=TEST_DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, (
+        f"{path.name} ({_workflow_type(history)}) no longer replays: a workflow change "
+        f"needs workflow.patched (docs/WORKFLOW-CHANGES.md): {result.replay_failure}")
