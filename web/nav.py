@@ -42,6 +42,7 @@ NAV: list[NavItem] = [
     NavItem(N_("Approvals"), "/app/approvals", Action.REQUEST_DECIDE, count=_approvals_waiting),
     NavItem(N_("HR"), "/app/hr", Action.REQUEST_RESOLVE_APPEAL),
     NavItem(N_("Settlement"), "/app/settlements", Action.SETTLEMENT_RUN),
+    NavItem(N_("Reorganisation"), "/app/reorganisations", Action.REORGANISATION_RUN),
 ]
 
 

@@ -22,6 +22,7 @@ from web.routes import (
     me,
     outcomes,
     policies_ack,
+    reorganisations,
     requests,
     settlements,
     signing,
@@ -31,5 +32,5 @@ from web.routes import (
 router = APIRouter(include_in_schema=False)
 for journey in (auth, home, customers, requests, approvals, delegations, hr, hr_monitor,
                 hr_policies, settlements, inbox, me, signing, documents, statements,
-                policies_ack, outcomes):
+                policies_ack, outcomes, reorganisations):
     router.include_router(journey.router)
