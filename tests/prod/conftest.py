@@ -245,9 +245,13 @@ async def prod_stack(request: pytest.FixtureRequest, postgres_server: str,
             raise
         finally:
             try:
-                processes.stop_all()
+                codes = processes.stop_all()
                 left = processes.leftovers()
                 assert not left, f"processes outlived the test: {left}"
+                # Baton's processes shut down cleanly on SIGTERM
+                unclean = {name: code for name, code in codes.items()
+                           if name != "temporal" and code != 0}
+                assert not unclean, f"exit codes after SIGTERM: {unclean}"
             finally:
                 if _failed(request.node):
                     processes.dump_logs()

@@ -23,7 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-STOP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0  # the worker waits up to 20 s for running activities on SIGTERM
 LOG_TAIL_CHARS = 12_000
 
 
@@ -148,11 +148,14 @@ class Processes:
                 raise AssertionError(f"{proc.name} (pid {proc.pid}) exited with code {code}; "
                                      f"its log:\n{proc.log()[-LOG_TAIL_CHARS:]}")
 
-    def stop_all(self) -> None:
-        """Stop the API and the workers before Temporal (reverse start order)."""
+    def stop_all(self) -> dict[str, int | None]:
+        """Stop the API and the workers before Temporal (reverse start order); the exit
+        codes of those that were still running, by log file name (None: had to be killed)."""
+        codes: dict[str, int | None] = {}
         for proc in reversed(self.started):
             if proc.running() or group_alive(proc.pid):
-                proc.stop()
+                codes[proc.log_path.stem] = proc.stop()
+        return codes
 
     def leftovers(self) -> list[str]:
         """Process groups of ours that still exist (must be none after stop_all)."""
