@@ -8,7 +8,8 @@ one-time code; the policy's window and protection last seconds. Mid-way it SIGKI
 that holds the workflow, and restarts the API. The lifecycle must complete on the other
 worker, and nothing may be lost or written twice.
 
-Run it alone with `.venv/bin/pytest -m prodlike`.
+Run it alone with `.venv/bin/pytest tests/prod` (`-m prodlike` selects the reliability
+tests of tests/reliability too).
 """
 
 from __future__ import annotations
