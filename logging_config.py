@@ -132,4 +132,7 @@ def configure_logging(log_format: Literal["json", "text"], level: str = "INFO",
     # that carry their robot's key
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # WeasyPrint narrates every rendering step at INFO ("Step 1 - Fetching ...")
+    for name in ("weasyprint", "fontTools"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
