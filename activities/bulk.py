@@ -80,6 +80,8 @@ def _group_request(group_no: int, rows: Sequence[ReorganisationRow],
     if request is not None:
         assert request.id is not None
         out.request_id, out.workflow_id = request.id, request.workflow_id
+        out.requester_id, out.reason = request.requester_id, request.reason
+        out.policy_version_id = request.policy_version_id
         out.customer_ids = list(request.customer_ids)
         out.row_count = sum(1 for r in rows if r.request_id == request.id)
     return out

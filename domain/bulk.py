@@ -416,6 +416,10 @@ class GroupRequest(BaseModel):
     customer_ids: list[int] = Field(default_factory=list)
     row_count: int = 0
     failures: list[RowFailure] = Field(default_factory=list)
+    # for the request workflow's static details, as the API's start gives them
+    requester_id: int | None = None
+    reason: str = ""
+    policy_version_id: int | None = None
 
 
 class StartedGroups(BaseModel):

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.bulk import BulkActivities
+    from domain import workflow_text
     from domain.bulk import (
         BulkCancelInput,
         BulkInput,
@@ -121,6 +122,15 @@ class BulkReassignmentWorkflow:
                     request_id=request.request_id, customer_ids=request.customer_ids,
                     from_employee_id=request.from_employee_id,
                     to_employee_id=request.to_employee_id),
+                # the Temporal UI's lines, as a request submitted through the API has them
+                static_summary=workflow_text.reassignment_summary(
+                    request.request_id, len(request.customer_ids), request.from_employee_id,
+                    request.to_employee_id),
+                static_details=workflow_text.reassignment_details(
+                    request_id=request.request_id, requester_id=request.requester_id or 0,
+                    from_employee_id=request.from_employee_id,
+                    to_employee_id=request.to_employee_id, customer_ids=request.customer_ids,
+                    reason=request.reason, policy_version_id=request.policy_version_id or 0),
             )
         except WorkflowAlreadyStartedError:
             pass  # an earlier attempt (before a reset or a retry) started it: fine
