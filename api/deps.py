@@ -17,7 +17,7 @@ from api.sessions import ACCESS_COOKIE, check_csrf
 from api.temporal import TemporalConnector, TemporalUnavailable
 from domain.permissions import ACTION_SUMMARY, PERMISSIONS, PUBLIC_ACTIONS, Action, permitted
 from domain.stages import Role
-from models.db import SessionFactory
+from models.db import SessionFactory, read_only_sessions
 from settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -47,9 +47,18 @@ def get_session(sessions: Annotated[SessionFactory, Depends(get_session_factory)
         yield session
 
 
+def get_read_session(sessions: Annotated[SessionFactory, Depends(get_session_factory)]
+                     ) -> Iterator[Session]:
+    """A read-only session for a route that only reads: on SQLite it does not take (or wait
+    for) the write lock, so concurrent readers do not queue behind each other and the writers."""
+    with read_only_sessions(sessions)() as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
 def auth_problem(err: AuthError) -> Problem:
@@ -77,7 +86,9 @@ def authenticate_request(
                       "/api/v1/auth/session).", headers=BEARER_CHALLENGE)
     try:
         actor = decode_token(token, settings)
-        with sessions() as session:  # short: never hold a DB transaction across a request
+        # short: never hold a DB transaction across a request; read-only: every request does
+        # this, so it must not take SQLite's write lock
+        with read_only_sessions(sessions)() as session:
             check_still_active(session, actor)
     except AuthError as err:
         raise auth_problem(err) from err

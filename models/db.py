@@ -15,6 +15,8 @@ from sqlmodel import Session, create_engine
 ROOT = Path(__file__).resolve().parent.parent
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
+# the execution option that marks a read-only session's connections (and the factory's twin)
+READ_ONLY_OPTION = "baton_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -43,9 +45,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
 
+        # A read-only session (session_factory(read_only=True)) begins DEFERRED instead: under
+        # WAL it reads a snapshot beside the writer, so reads neither queue for the write lock
+        # nor hold it (bench/api_load.py: every request waited behind every other one).
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            deferred = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     if "poolclass" not in kwargs:
@@ -53,12 +59,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
-def session_factory(engine: Engine) -> SessionFactory:
-    """A factory of transactional sessions: commit on success, roll back on error."""
+def session_factory(engine: Engine, *, read_only: bool = False) -> SessionFactory:
+    """A factory of transactional sessions: commit on success, roll back on error.
+
+    read_only: for work that only reads (see read_only_sessions): on SQLite the transaction
+    begins deferred rather than taking the write lock; a flush of any change raises.
+    """
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
 
     @contextmanager
     def _session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as session:
+        with Session(bind, expire_on_commit=False) as session:
+            if read_only:
+                event.listen(session, "before_flush", _refuse_writes)
             try:
                 yield session
                 session.commit()
@@ -66,7 +79,22 @@ def session_factory(engine: Engine) -> SessionFactory:
                 session.rollback()
                 raise
 
+    if not read_only:
+        setattr(_session, READ_ONLY_OPTION, session_factory(engine, read_only=True))
     return _session
+
+
+def read_only_sessions(sessions: SessionFactory) -> SessionFactory:
+    """The read-only twin of a factory made by session_factory; any other factory (a test's
+    own) is returned unchanged, so it keeps working, with the write lock on SQLite."""
+    twin: SessionFactory = getattr(sessions, READ_ONLY_OPTION, sessions)
+    return twin
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session was asked to write; use a session from "
+                           "session_factory(engine) for this work")
 
 
 def alembic_config(url: str) -> Any:

@@ -35,6 +35,7 @@ from api.problems import Problem
 from api.security import Actor
 from api.sessions import CSRF_HEADER, SAFE_METHODS, csrf_matches, csrf_problem
 from domain.permissions import Action
+from models.db import read_only_sessions
 from models.org import Employee
 from web.nav import nav_counts
 
@@ -104,7 +105,7 @@ def _page_identity(request: Request, token: Annotated[str | None, Depends(oauth2
         if problem.status == 401:
             raise LoginRequired(_page_to_return_to(request)) from problem
         raise
-    with sessions() as session:
+    with read_only_sessions(sessions)() as session:  # every page: no write lock on SQLite
         employee = session.get(Employee, actor.employee_id)
         if employee is None:
             raise LoginRequired(_page_to_return_to(request))

@@ -27,7 +27,7 @@ from api.sessions import (
 from domain.password_policy import PasswordIssue
 from domain.permissions import Action
 from models.accounts import PasswordRules, check_new_password, set_password
-from models.db import SessionFactory
+from models.db import SessionFactory, read_only_sessions
 from models.org import Employee, UserAccount
 from models.passwords import hash_password
 from models.types import utcnow
@@ -181,7 +181,7 @@ def delete_session(actor: Annotated[Actor, permit(Action.LOGOUT)], request: Requ
 @router.get("/me", response_model=MeOut, responses=problem_responses(401))
 def me(actor: Annotated[Actor, permit(Action.OWN_PROFILE)],
        sessions: SessionFactoryDep) -> MeOut:
-    with sessions() as session:
+    with read_only_sessions(sessions)() as session:
         employee = session.get(Employee, actor.employee_id)
     if employee is None or employee.id is None:  # removed after the token was checked
         raise Problem(401, "invalid-token", "Invalid token", "Your employee record is gone.")

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import SessionDep, permit
+from api.deps import ReadSessionDep, permit
 from api.problems import problem_responses
 from api.security import Actor
 from api.services import directory
@@ -89,7 +89,7 @@ def present_customer(customer: Customer, owner: int | None, *, masked: bool) -> 
 @router.get("/employees", response_model=EmployeePage, responses=problem_responses(401, 403))
 def list_employees(
     actor: EmployeeReader,
-    session: SessionDep,
+    session: ReadSessionDep,
     q: Annotated[str | None, Query(max_length=100, description="name or number contains")] = None,
     status: EmploymentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -107,7 +107,7 @@ def list_employees(
 @router.get("/customers", response_model=CustomerPage, responses=problem_responses(401, 403))
 def list_customers(
     actor: CustomerReader,
-    session: SessionDep,
+    session: ReadSessionDep,
     q: Annotated[str | None, Query(max_length=100, description="name or code contains")] = None,
     owner_employee_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

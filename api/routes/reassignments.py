@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     OptionalTemporalClientDep,
+    ReadSessionDep,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
@@ -47,7 +48,7 @@ from domain.workflow_dto import (
     ReassignmentState,
     ResolveAppealInput,
 )
-from models.db import SessionFactory
+from models.db import SessionFactory, read_only_sessions
 from models.org import Employee, EmploymentStatus
 
 router = APIRouter(prefix="/reassignments", tags=["reassignments"])
@@ -121,7 +122,7 @@ def preview(body: SubmitIn, actor: RequestSubmitActor, sessions: SessionFactoryD
 @router.get("", response_model=RequestPage, responses=problem_responses(401, 422))
 def list_requests(
     actor: RequestReadActor,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     stage: Stage | None = None,
@@ -138,7 +139,7 @@ def list_requests(
 
 
 def _detail(sessions: SessionFactory, actor: Actor, request_id: int) -> service.DetailRecord:
-    with sessions() as session:
+    with read_only_sessions(sessions)() as session:
         return service.detail_record(Scope(session, actor), request_id)
 
 

@@ -22,7 +22,12 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import OptionalTemporalClientDep, SessionDep, SessionFactoryDep, SettingsDep
+from api.deps import (
+    OptionalTemporalClientDep,
+    ReadSessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+)
 from api.problems import Problem
 from api.security import Actor
 from api.services.actions import act
@@ -129,7 +134,7 @@ def _recent_decisions(session: Session, me: int) -> list[tuple[ApprovalStep, Rea
 
 @router.get(APPROVALS_PATH)
 def inbox(request: Request, actor: Annotated[Actor, page_permit(Action.REQUEST_DECIDE)],
-          session: SessionDep, settings: SettingsDep) -> Response:
+          session: ReadSessionDep, settings: SettingsDep) -> Response:
     now = datetime.now(UTC)
     scope = Scope(session, actor, org_today(settings.org_timezone))
     waiting = waiting_for(scope, now)

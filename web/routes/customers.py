@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from api.deps import SessionDep
+from api.deps import ReadSessionDep
 from api.security import Actor
 from api.services.directory import (
     customer_figures,
@@ -73,7 +73,7 @@ def customers_context(session: Session, actor: Actor, *, q: str | None = None,
 @router.get(CUSTOMERS_PATH)
 def customers(
     request: Request, actor: Annotated[Actor, page_permit(Action.CUSTOMERS_READ)],
-    session: SessionDep,
+    session: ReadSessionDep,
     q: Annotated[str | None, Query(max_length=100)] = None,
     owner: Annotated[str | None, Query(max_length=20)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
