@@ -44,8 +44,11 @@ class Answers:
     counts: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     broken: list[str] = field(default_factory=list)
     unavailable_by_kind: Counter[str] = field(default_factory=Counter)  # 503s by slug
+    done_at: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, action) 2xx
 
     def record(self, what: str, r: httpx.Response) -> None:
+        if r.is_success and what in ("approve", "reject", "sign", "submit"):
+            self.done_at.append((time.monotonic(), what))
         slug = ""
         if r.headers.get("content-type", "").startswith(PROBLEM_JSON):
             slug = str(r.json().get("type", "")).rsplit("/", 1)[-1]

@@ -23,6 +23,7 @@ from tests.reliability.lifecycles import (
     Answers,
     Api,
     Lifecycle,
+    drive,
     orders,
     post_orders,
     post_plans,
@@ -45,7 +46,25 @@ class Run:
     api: Api
     started: float
     lifecycles: asyncio.Task[list[Lifecycle]]
+    flights: list[Lifecycle]
+    spare_customer: int  # seeded for a request the fault submits itself (late_lifecycle)
     order_ids: set[str] = field(default_factory=set)
+    late: list[asyncio.Task[Lifecycle]] = field(default_factory=list)
+
+    def late_lifecycle(self) -> Lifecycle:
+        """The next lifecycle (index N, the spare customer), driven from now on; its submit
+        uses the Idempotency-Key a fault may already have used."""
+        lifecycle = Lifecycle(len(self.flights), self.spare_customer)
+        self.flights.append(lifecycle)
+        self.late.append(asyncio.create_task(drive(
+            self.api, lifecycle, database_url=self.stack.database_url, started=self.started,
+            poll_s=1.0)))
+        return lifecycle
+
+    def first_action_after(self, moment: float) -> float | None:
+        """Seconds from `moment` (monotonic) to the first action the API carried out."""
+        after = [at for at, _what in self.api.answers.done_at if at > moment]
+        return min(after) - moment if after else None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -63,7 +82,7 @@ async def run_scenario(tmp_path: Path, *, lifecycles: int, timeout_s: float,
                        faults: Callable[[Run], Awaitable[list[str]]]) -> list[str]:
     """Returns the report's lines; fails on anything lost, duplicated or badly answered."""
     wall = time.monotonic()
-    async with fault_stack(tmp_path, customers=lifecycles) as stack, httpx.AsyncClient(
+    async with fault_stack(tmp_path, customers=lifecycles + 1) as stack, httpx.AsyncClient(
             base_url=stack.api_url, timeout=120,
             limits=httpx.Limits(max_connections=50)) as http:
         report = Report()
@@ -73,21 +92,29 @@ async def run_scenario(tmp_path: Path, *, lifecycles: int, timeout_s: float,
         before = orders(stack.customers, "before")
         await post_orders(api, stack.org.hr_head, before)
         started = time.monotonic()
-        flights = [Lifecycle(i, customer) for i, customer in enumerate(stack.customers)]
+        flights = [Lifecycle(i, customer)
+                   for i, customer in enumerate(stack.customers[:lifecycles])]
         task = asyncio.create_task(run_lifecycles(api, flights,
                                                   database_url=stack.database_url,
                                                   started=started))
-        run = Run(stack, api, started, task, {o["external_id"] for o in before})
+        run = Run(stack, api, started, task, flights, stack.customers[lifecycles],
+                  {o["external_id"] for o in before})
         try:
             report += await faults(run)
             done = await asyncio.wait_for(asyncio.shield(task), timeout_s - run.elapsed())
+            done += await asyncio.wait_for(asyncio.gather(*run.late),
+                                           timeout_s - run.elapsed())
         except TimeoutError:
             task.cancel()
+            for late in run.late:
+                late.cancel()
             unfinished = [lc for lc in flights if lc.finished_after_s is None]
             raise AssertionError(f"{len(unfinished)} lifecycles unfinished after "
                                  f"{run.elapsed():.0f} s: {unfinished}") from None
         except BaseException:
             task.cancel()
+            for late in run.late:
+                late.cancel()
             raise
         stack.alive()
         report.append(f"{len(done)} lifecycles finished in {run.elapsed():.1f} s "
