@@ -21,7 +21,9 @@ help:
 	@echo "make fmt      ruff format"
 	@echo "make i18n     extract the pages' strings, update and compile the zh_CN and en catalogs"
 	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
-	@echo "              and valuation refresh vs. its aggregate query (20k customers, 1M orders; VALUATION_BENCH_ARGS='...')"
+	@echo "              valuation refresh vs. its aggregate query (20k customers, 100k and 1M orders; VALUATION_BENCH_ARGS='...'),"
+	@echo "              lifecycle throughput vs. a bare workflow (LIFECYCLE_BENCH_ARGS='--count 100') and the API under load"
+	@echo "              (API_LOAD_BENCH_ARGS='...'); see bench/README.md"
 
 install: $(STAMP) postgres documents-deps browser
 
@@ -103,6 +105,10 @@ fmt: install
 # Not part of `make test`: minutes, and 1M orders per backend (see bench/README.md).
 BENCH_ARGS ?=
 VALUATION_BENCH_ARGS ?=
+LIFECYCLE_BENCH_ARGS ?=
+API_LOAD_BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.settlement $(BENCH_ARGS)
 	$(BIN)/python -m bench.valuation $(VALUATION_BENCH_ARGS)
+	$(BIN)/python -m bench.lifecycle $(LIFECYCLE_BENCH_ARGS)
+	$(BIN)/python -m bench.api_load $(API_LOAD_BENCH_ARGS)
