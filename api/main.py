@@ -11,6 +11,7 @@ from api.observability import install_observability
 from api.problems import (
     Problem,
     install_problem_handlers,
+    install_problem_openapi,
     problem_response,
     temporal_unavailable_problem,
 )
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        max_body_size=settings.max_body_bytes,  # 413 problem+json above it (api/problems.py)
     )
     app.state.settings = settings
     engine = engine_for(settings.database_url)  # builds no connection until first use
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecureHeadersMiddleware)
 
     install_problem_handlers(app)
+    install_problem_openapi(app)
 
     async def _on_temporal_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, temporal_unavailable_problem())
