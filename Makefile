@@ -11,12 +11,13 @@ STAMP := $(VENV)/.installed
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres documents-deps browser run test lint fmt bench i18n
+.PHONY: help install postgres documents-deps browser run test soak lint fmt bench i18n
 
 help:
 	@echo "make install  create .venv and install Baton with its dev dependencies"
 	@echo "make run      start the embedded stack: Temporal dev server + UI, worker, API, demo data"
 	@echo "make test     run the whole test suite (PYTEST_ARGS='-k ...' to narrow it)"
+	@echo "make soak     full-size fault runs: 100 lifecycles with worker kills, a PostgreSQL and a Temporal outage (tens of minutes)"
 	@echo "make lint     ruff check"
 	@echo "make fmt      ruff format"
 	@echo "make i18n     extract the pages' strings, update and compile the zh_CN and en catalogs"
@@ -95,6 +96,11 @@ run: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The soak-sized runs of tests/reliability (marker soak; `make test` skips them and runs the
+# small ones). BATON_FAULT_SEED=<n> replays a run's random fault moments.
+soak: install
+	$(BIN)/pytest -m soak -s tests/reliability $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

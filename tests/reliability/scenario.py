@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.reliability.checks import audit_verify, check_database
 from tests.reliability.lifecycles import (
@@ -31,6 +32,8 @@ from tests.reliability.lifecycles import (
 )
 from tests.reliability.stack import FaultStack, fault_stack
 
+# the full-size runs: only with -m soak (tests/reliability/conftest.py), up to 30 min each
+SOAK = [pytest.mark.soak, pytest.mark.timeout(1800)]
 SEED_VARIABLE = "BATON_FAULT_SEED"  # set it to replay a run's random moments
 
 

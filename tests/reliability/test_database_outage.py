@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.factories import PASSWORD
-from tests.reliability.scenario import Run, fault_rng, run_scenario
+from tests.reliability.scenario import SOAK, Run, fault_rng, run_scenario
 
 pytestmark = [pytest.mark.prodlike, pytest.mark.postgres]
 
@@ -81,7 +81,7 @@ def database_outage(outage_s: float):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("lifecycles", "outage_s", "timeout_s"), [
     pytest.param(10, 10.0, 300, id="n10-10s"),
-    pytest.param(100, 30.0, 1500, id="n100-30s", marks=pytest.mark.soak),
+    pytest.param(100, 30.0, 1500, id="n100-30s", marks=SOAK),
 ])
 async def test_lifecycles_survive_a_database_outage(tmp_path: Path, lifecycles: int,
                                                    outage_s: float, timeout_s: float) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.prod.conftest import _pollers_include
 from tests.prod.processes import wait_until
-from tests.reliability.scenario import Run, fault_rng, run_scenario
+from tests.reliability.scenario import SOAK, Run, fault_rng, run_scenario
 from tests.reliability.test_database_outage import assert_unavailable
 
 pytestmark = [pytest.mark.prodlike, pytest.mark.postgres]
@@ -122,7 +122,7 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("lifecycles", "outage_s", "timeout_s"), [
     pytest.param(10, 8.0, 300, id="n10-8s"),
-    pytest.param(100, 20.0, 1500, id="n100-20s", marks=pytest.mark.soak),
+    pytest.param(100, 20.0, 1500, id="n100-20s", marks=SOAK),
 ])
 async def test_lifecycles_survive_a_temporal_outage(tmp_path: Path, lifecycles: int,
                                                    outage_s: float, timeout_s: float) -> None:

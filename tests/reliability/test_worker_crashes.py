@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.scenario import Run, fault_rng, run_scenario
+from tests.reliability.scenario import SOAK, Run, fault_rng, run_scenario
 from tests.reliability.stack import WORKER_SLOTS
 
 pytestmark = [pytest.mark.prodlike, pytest.mark.postgres]
@@ -39,7 +39,7 @@ def worker_kills(kills: int, gap_s: tuple[float, float]):  # type: ignore[no-unt
 
 @pytest.mark.parametrize(("lifecycles", "kills", "gap_s", "timeout_s"), [
     pytest.param(10, 3, (2.0, 6.0), 300, id="n10-k3"),
-    pytest.param(100, 10, (3.0, 12.0), 1500, id="n100-k10", marks=pytest.mark.soak),
+    pytest.param(100, 10, (3.0, 12.0), 1500, id="n100-k10", marks=SOAK),
 ])
 async def test_lifecycles_survive_worker_kills(tmp_path: Path, lifecycles: int, kills: int,
                                               gap_s: tuple[float, float],
