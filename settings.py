@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "baton"
+    # the largest request body the API and the pages read, in bytes (413 above it; uvicorn has
+    # no limit of its own); the CSV upload routes set their own, larger limit
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=32)
     # access tokens are short-lived; a client keeps its session with the refresh token
     jwt_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -91,6 +92,7 @@ _SLUGS = {
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
+    413: "content-too-large",
     415: "unsupported-media-type",
     422: "validation-failed",
     429: "too-many-requests",
@@ -135,10 +137,39 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc)
 
 
+# Starlette's body limiter (FastAPI(max_body_size=...)) puts the limit in the scope.
+MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
+# FastAPI's answer when decoding a JSON body fails for another reason than bad syntax
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _too_large_detail(request: Request) -> str:
+    limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    size = f"at most {limit:,} bytes" if isinstance(limit, int) else "a smaller body"
+    return (f"The request body is too large: this endpoint accepts {size}. Send less data "
+            "per request (split a batch or a file).")
+
+
+def _unparsable_body_detail(cause: BaseException | None) -> str:
+    """Say why the body could not be read: FastAPI chains the decoder's error."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"The request body is not valid UTF-8 (byte 0x{cause.object[cause.start]:02x} "
+                f"at position {cause.start}). Send JSON encoded as UTF-8.")
+    if isinstance(cause, RecursionError):
+        return ("The JSON in the request body is nested too deeply to be read. No Baton "
+                "request needs more than a few levels; send a flatter document.")
+    return ("The request body could not be read as the declared content type. Check the "
+            "Content-Type header and the encoding (UTF-8) of the body.")
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else _status_title(status)
+    if status == 413:
+        detail = _too_large_detail(request)
+    elif status == 400 and detail == _UNPARSABLE_BODY:
+        detail = _unparsable_body_detail(exc.__cause__)
     if detail == _status_title(status) and status in _HINTS:
         detail = _HINTS[status]
     problem = Problem(status, _SLUGS.get(status, f"http-{status}"), _status_title(status), detail,
@@ -157,6 +188,18 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
         "what is wrong.",
         errors=errors,
     )
+    return problem_response(request, problem)
+
+
+async def _on_number_out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """The database driver cannot bind an integer (SQLite: beyond 64 bits). Routes take ids
+    and amounts as plain ints, so the only such numbers come from the request."""
+    log.info("integer out of the database's range on %s %s: %s", request.method,
+             request.url.path, exc)
+    problem = Problem(
+        422, "number-out-of-range", "Number out of range",
+        "A number in the request is larger than the database can store (the limit is "
+        f"{2**63 - 1}). No record has such an id or amount; check the numbers you sent.")
     return problem_response(request, problem)
 
 
@@ -205,6 +248,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     # re-raise into the server's log as the catch-all does
     app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(PoolTimeoutError, _on_database_error)
+    app.add_exception_handler(OverflowError, _on_number_out_of_range)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -227,3 +271,55 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the error handlers above really answer.
+
+    Every error response is application/problem+json with the ProblemDetails schema (FastAPI
+    documents its own 422 as application/json HTTPValidationError, which we never send). Any
+    operation with parameters or a body can answer 422; one with a body also 400 (not valid
+    UTF-8, nested too deeply) and 413 (larger than the body limit).
+    """
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "ProblemDetails" not in schemas:
+        for name, definition in ProblemDetails.model_json_schema(
+                ref_template="#/components/schemas/{model}").get("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        problem_schema = ProblemDetails.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        problem_schema.pop("$defs", None)
+        schemas["ProblemDetails"] = problem_schema
+    problem_content = {PROBLEM_MEDIA_TYPE: {
+        "schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            extra: list[int] = []
+            if operation.get("parameters") or "requestBody" in operation:
+                extra.append(422)
+            if "requestBody" in operation:
+                extra += [400, 413]
+            for status in extra:
+                responses.setdefault(str(status), {"description": _status_title(status)})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = dict(problem_content)
+    for unused in ("HTTPValidationError", "ValidationError"):  # in this order
+        if f'"#/components/schemas/{unused}"' not in json.dumps(schema):
+            schemas.pop(unused, None)
+    return schema
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Serve the OpenAPI document through document_problems (built once, then cached)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -139,6 +139,8 @@ async def _csv_bytes(request: Request) -> bytes:
 @router.post(
     "/import",
     response_model=ImportReportOut,
+    # above the app's body limit: the file plus its multipart envelope
+    max_body_size=MAX_CSV_BYTES + 1024 * 1024,
     openapi_extra={"requestBody": csv_request_body_schema()},
     responses={201: {"model": ImportReportOut, "description": "imported"},
                **problem_responses(401, 403, 409, 413, 415, 422)},
