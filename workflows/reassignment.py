@@ -587,6 +587,12 @@ class ReassignmentWorkflow:
                 raise _reject(ActionRejection.FOUR_EYES,
                               f"you already approved level {other.level}; one person approves "
                               "at most one level")
+        if level.status == LevelStatus.APPROVED and level.level < len(self._state.levels):
+            # approved, and the workflow is still writing it before it opens the next level:
+            # for the next level's approver that is "not yet", not "already done"
+            raise _reject(ActionRejection.WRONG_STAGE,
+                          f"level {level.level} was just approved and level {level.level + 1} "
+                          "is opening; try again in a moment")
         if level.status != LevelStatus.PENDING:
             raise _reject(ActionRejection.ALREADY_DONE,
                           f"level {level.level} was already decided")
