@@ -4,21 +4,54 @@ with a small batch size, children that outlive it, and HR's cancel."""
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
-from sqlalchemy import text
+import pytest_asyncio
 from sqlmodel import col, select
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from api.security import Actor
+from api.services import reorganisations as service
 from api.services.reorganisations import Upload, create
 from domain.bulk import BulkCancelInput, BulkInput, BulkProgress, BulkStatus
 from domain.stages import Reason, Role, Stage
-from domain.workflow_dto import workflow_id_for
+from domain.workflow_dto import (
+    ActionInput,
+    ReasonedActionInput,
+    ReassignmentState,
+    SignInput,
+    workflow_id_for,
+)
 from models import Customer, Employee, ReassignmentRequest, Reorganisation, ReorganisationRow
 from models.bulk import RowStatus
-from tests.workflow.conftest import Harness, wait_stage
+from models.db import SessionFactory
+from models.policy import PolicyStatus, PolicyVersion
+from settings import Settings
+from temporal_client import register_search_attributes
+from tests.conftest import binary
+from tests.factories import T0, SmallOrg, fast_policy_rules
+from tests.payload_keys import TEST_DATA_CONVERTER
+from tests.workflow.conftest import Harness, state_of, wait_stage
+from worker import build_worker
+
+
+@pytest_asyncio.fixture
+async def harness(sessions: SessionFactory, org: SmallOrg) -> AsyncIterator[Harness]:
+    """Its own time-skipping server: children that outlive the bulk workflow (ABANDON) left
+    the shared server unable to skip time for later tests (env.sleep timed out)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=TEST_DATA_CONVERTER)
+    try:
+        await register_search_attributes(env.client, "default")
+        task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+        async with build_worker(env.client, sessions, task_queue):
+            yield Harness(env, env.client, sessions, org, task_queue)
+    finally:
+        await env.shutdown()
 
 
 def _code(harness: Harness, ids: list[int]) -> list[str]:
@@ -46,24 +79,7 @@ def three_group_csv(harness: Harness) -> str:
     return "\n".join(lines) + "\n"
 
 
-def advance_request_ids(harness: Harness) -> None:
-    """Request ids make workflow ids, and the time-skipping server outlives each test's
-    database: start this test's ids at a random height (a closed placeholder request)."""
-    base = random.randint(20_000_000, 2_000_000_000)
-    with harness.sessions() as s:
-        s.add(ReassignmentRequest(
-            id=base, idempotency_key=f"placeholder-{base}", payload_hash="0" * 64,
-            requester_id=harness.org.hr_staff, from_employee_id=harness.org.sales_a1,
-            to_employee_id=harness.org.sales_a2, customer_ids=[], reason="PERFORMANCE",
-            stage=Stage.WITHDRAWN, policy_version_id=harness.org.policy_version_id, terms={}))
-        s.flush()
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(text("SELECT setval(pg_get_serial_sequence('reassignment_request', "
-                           "'id'), :base)"), {"base": base})
-
-
 def start_reorganisation(harness: Harness, csv_text: str) -> Reorganisation:
-    advance_request_ids(harness)
     hr = Actor(user_id=0, employee_id=harness.org.hr_staff, username="e201",
                roles=frozenset({Role.HR}))
     upload = Upload(reason=Reason.TERRITORY_REALIGNMENT, note="test", csv_text=csv_text)
@@ -74,13 +90,12 @@ def start_reorganisation(harness: Harness, csv_text: str) -> Reorganisation:
 async def start_bulk(harness: Harness, reorganisation: Reorganisation, **options: int
                      ) -> WorkflowHandle:
     assert reorganisation.id is not None and reorganisation.workflow_id is not None
+    workflow_id = reorganisation.workflow_id
     return await harness.client.start_workflow(
         "BulkReassignmentWorkflow",
         BulkInput(reorganisation_id=reorganisation.id, total_groups=reorganisation.total_groups,
                   total_rows=reorganisation.total_rows, **options),
-        # the time-skipping server outlives each test's database: a unique id per test
-        id=f"{reorganisation.workflow_id}-{harness.task_queue}", task_queue=harness.task_queue,
-        result_type=BulkProgress)
+        id=workflow_id, task_queue=harness.task_queue, result_type=BulkProgress)
 
 
 async def poll(handle: WorkflowHandle, predicate: Callable[[BulkProgress], bool],
@@ -140,6 +155,12 @@ async def test_continue_as_new_every_group_and_children_live_on(harness: Harness
         stored = s.get(Reorganisation, reorganisation.id)
         assert stored is not None and stored.status == "COMPLETED"
         assert (stored.started_groups, stored.started_rows) == (3, 6)
+    # end the children, so that no SLA timer of theirs stops time for later tests on the
+    # shared time-skipping server (as the delegation tests do)
+    for child in children:
+        await child.execute_update("cancel", ReasonedActionInput(
+            actor_id=org.hr_head, actor_roles=[Role.HR], reason="test over"))
+        await wait_stage(child, Stage.CANCELLED)
 
 
 async def test_cancel_stops_starting_and_cancels_children_not_in_effect(
@@ -179,3 +200,58 @@ async def test_cancel_stops_starting_and_cancels_children_not_in_effect(
         stored = s.get(Reorganisation, reorganisation.id)
         assert stored is not None and stored.status == "CANCELLED"
         assert stored.cancelled_by_id == harness.org.hr_head
+
+
+async def test_cancel_after_every_group_started_leaves_the_request_in_effect_alone(
+        harness: Harness) -> None:
+    org = harness.org
+    # no communication window: the signature is asked for at once, and no skipped time
+    # (which the shared time-skipping server does not always grant) is needed
+    with harness.sessions() as s:
+        s.add(PolicyVersion(name="default", version=2, status=PolicyStatus.PUBLISHED,
+                            rules=fast_policy_rules(communication_window=timedelta(0))
+                            .model_dump(mode="json"), published_at=T0 + timedelta(days=1)))
+    reorganisation = start_reorganisation(harness, three_group_csv(harness))
+    handle = await start_bulk(harness, reorganisation, starts_per_second=10)
+    harness.started.append(handle)
+    assert (await handle.result()).status == BulkStatus.COMPLETED
+    first, *others = children = await track_children(harness, reorganisation.id or 0)
+    # the first request goes all the way: three approvals, the signature, in effect
+    state = await wait_stage(first, Stage.PENDING_APPROVAL, level=1)
+    for level in state.levels:
+        await wait_stage(first, Stage.PENDING_APPROVAL, level=level.level)
+        await first.execute_update("approve", ActionInput(actor_id=level.approver_id),
+                                   result_type=ReassignmentState)
+    document = (await wait_stage(first, Stage.AWAITING_SIGNATURE)).agreement_sha256
+    await first.execute_update("sign", SignInput(actor_id=org.sales_a1, typed_name="Li Sales",
+                                                 document_hash=document),
+                               result_type=ReassignmentState)
+    await wait_stage(first, Stage.PROTECTION)
+
+    # the bulk workflow has closed: the cancel is a new run that only cancels
+    hr = Actor(user_id=0, employee_id=org.hr_head, username="e200", roles=frozenset({Role.HR}))
+    await service.cancel(harness.sessions, harness.client,
+                         Settings(task_queue=harness.task_queue), hr, reorganisation.id or 0,
+                         "territories stay as they are")
+    result = await harness.client.get_workflow_handle(
+        handle.id, result_type=BulkProgress).result()
+    requests = requests_of(harness, reorganisation.id or 0)
+    assert result.status == BulkStatus.CANCELLED
+    assert result.left_in_effect_requests == [requests[0].id]
+    assert result.cancelled_requests == [r.id for r in requests[1:]]
+    assert (result.started_groups, result.started_rows) == (3, 6)  # carried from the database
+    for child in others:
+        assert (await wait_stage(child, Stage.CANCELLED)).stage == Stage.CANCELLED
+    # in effect and untouched (its protection may have ended while the cancel run skipped time)
+    assert (await state_of(first)).stage in (Stage.PROTECTION, Stage.COMPLETED)
+    with harness.sessions() as s:
+        rows = s.exec(select(ReorganisationRow).where(
+            ReorganisationRow.reorganisation_id == reorganisation.id)).all()
+        by_request = {r.request_id: r.status for r in rows}
+        assert by_request == {requests[0].id: RowStatus.STARTED.value,
+                              requests[1].id: RowStatus.CANCELLED.value,
+                              requests[2].id: RowStatus.CANCELLED.value}
+        history = s.exec(select(ReassignmentRequest).where(
+            ReassignmentRequest.id == requests[1].id)).one()
+        assert history.stage == Stage.CANCELLED
+    del children
