@@ -53,13 +53,22 @@ def customer_rows(
     owner = (select(Assignment.customer_id, Assignment.employee_id)
              .where(col(Assignment.end_at).is_(None)).subquery())
     conditions = []
-    clause = scope.customers()
-    if clause is not None:
-        conditions.append(clause)
+    if owner_employee_id is not None:
+        # The owner's current customers are in scope exactly when the owner is one of the
+        # owners the scope admits, so the scope's IN list (a manager's team: every customer of
+        # the team) is left out; the planners then walk only this owner's assignments.
+        owners = scope.customer_owners()
+        if owners is not None and owner_employee_id not in owners:
+            return [], 0
+        conditions.append(col(Customer.id).in_(
+            select(Assignment.customer_id).where(Assignment.employee_id == owner_employee_id,
+                                                 col(Assignment.end_at).is_(None))))
+    else:
+        clause = scope.customers()
+        if clause is not None:
+            conditions.append(clause)
     if q:
         conditions.append(or_(col(Customer.name).contains(q), col(Customer.code).contains(q)))
-    if owner_employee_id is not None:
-        conditions.append(owner.c.employee_id == owner_employee_id)
     if ids is not None:
         conditions.append(col(Customer.id).in_(ids))
     base = select(Customer, owner.c.employee_id).outerjoin(

@@ -176,11 +176,17 @@ class Scope:
             return None
         return {self.actor.employee_id}
 
-    def customers(self) -> Any | None:
-        """A condition on Customer.id: customers now owned by me or my team."""
+    def customer_owners(self) -> frozenset[int] | None:
+        """Whose current customers I see (me and my team); None: everyone's."""
         if self.actor.has_any(*CUSTOMERS_ALL):
             return None
-        owners = self.team_ids | {self.actor.employee_id}
+        return self.team_ids | {self.actor.employee_id}
+
+    def customers(self) -> Any | None:
+        """A condition on Customer.id: customers now owned by me or my team."""
+        owners = self.customer_owners()
+        if owners is None:
+            return None
         return col(Customer.id).in_(select(Assignment.customer_id).where(
             col(Assignment.employee_id).in_(owners), col(Assignment.end_at).is_(None)))
 
