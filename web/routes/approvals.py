@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -90,7 +91,11 @@ def waiting_for(scope: Scope, now: datetime) -> list[Waiting]:
     query = (select(ApprovalStep, ReassignmentRequest)
              .join(ReassignmentRequest, col(ReassignmentRequest.id) == ApprovalStep.request_id)
              .where(ApprovalStep.status == LevelStatus.PENDING.value,
-                    ReassignmentRequest.stage == Stage.PENDING_APPROVAL))
+                    ReassignmentRequest.stage == Stage.PENDING_APPROVAL,
+                    # only levels that can wait for me (_capacity decides): mine, my
+                    # delegators', or escalated ones; not every open level in my scope
+                    or_(col(ApprovalStep.approver_id).in_([me, *delegators]),
+                        func.json_array_length(ApprovalStep.escalated_to) > 0)))
     clause = scope.requests()
     if clause is not None:
         query = query.where(clause)
