@@ -14,6 +14,7 @@ The logic lives in models.signing_service; this module maps its refusals to prob
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError
 
 from api.deps import OptionalTemporalClientDep, SessionFactoryDep, SettingsDep, permit
 from api.problems import FieldError, Problem, problem_responses, temporal_unavailable_problem
@@ -28,7 +30,7 @@ from api.schemas import SignIn
 from api.security import Actor
 from api.services.actions import act
 from api.services.scope import Scope
-from api.services.workflow_calls import closed_problem, live_state
+from api.services.workflow_calls import UNAVAILABLE_STATUSES, closed_problem, live_state
 from domain.permissions import Action
 from domain.workflow_dto import ActionRejection, ReassignmentState, SignInput
 from models import signing_service as service
@@ -247,10 +249,10 @@ async def reauthenticate(request_id: int, body: SignIn, actor: Actor,
                                          message="does not match the signer's name")])
     if signer.workflow_id is None:
         raise closed_problem(request_id, signer.stage)
-    if client is None:
-        raise temporal_unavailable_problem(
-            "The workflow service (Temporal) cannot be reached, so nothing can be signed now. "
-            "Your code or passkey challenge was not used; try again in a moment.")
+    unreachable = ("The workflow service (Temporal) cannot be reached, so nothing can be signed "
+                   "now. Your code or passkey challenge was not used; try again in a moment.")
+    if client is None or not await workflow_reachable(client, signer.workflow_id):
+        raise temporal_unavailable_problem(unreachable)
     cfg = signing_config(settings)
     if body.method == service.METHOD_OTP:
         assert body.otp_code is not None  # SignIn's validator
@@ -261,6 +263,23 @@ async def reauthenticate(request_id: int, body: SignIn, actor: Actor,
         reauth = await _call(sessions, service.verify_passkey, cfg, signer,
                              body.document_sha256, body.passkey_assertion)
     return reauth
+
+
+REACHABLE_TIMEOUT_S = 10.0  # the SDK retries an unavailable server for a few seconds first
+
+
+async def workflow_reachable(client: Any, workflow_id: str) -> bool:
+    """False when Temporal does not answer now. A client connected earlier stays cached while
+    the server is down: without this check the code would be spent on an Update that cannot
+    run. Any answer (also "not found") counts: the Update itself decides what it means."""
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(),
+                               REACHABLE_TIMEOUT_S)
+    except RPCError as exc:
+        return exc.status not in UNAVAILABLE_STATUSES
+    except TimeoutError:
+        return False
+    return True
 
 
 async def sign_agreement(request_id: int, body: SignIn, http: Request, actor: Actor,

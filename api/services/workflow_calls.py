@@ -38,8 +38,8 @@ _REJECTION_TITLES = {
     ActionRejection.STALE_DOCUMENT: "A newer agreement exists",
 }
 
-_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED}
+UNAVAILABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                                  RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED})
 
 
 def closed_problem(request_id: int, stage: Stage) -> Problem:
@@ -69,7 +69,7 @@ async def execute_action(
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or already completed
             raise closed_problem(request_id, stage) from exc
-        if exc.status in _UNAVAILABLE:
+        if exc.status in UNAVAILABLE_STATUSES:
             raise temporal_unavailable_problem(
                 f"The workflow service could not be reached ({exc.message}). The action may "
                 "not have been recorded; check the request and try again.") from exc

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, encode_cbor
 
 from api.deps import get_temporal_client
@@ -401,6 +402,28 @@ async def test_temporal_down_spends_no_code(api: Api, fake_temporal: SigningTemp
     assert_problem(await sign(api, rid, otp_code=code), 503, "temporal-unavailable")
     api.app.dependency_overrides[get_temporal_client] = lambda: fake_temporal
     r = await sign(api, rid, otp_code=code)
+    assert r.status_code == 200, r.text
+
+
+async def test_temporal_lost_after_connecting_spends_no_code(
+        api: Api, fake_temporal: SigningTemporal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client connected earlier stays cached when the server goes away: the sign must
+    find that out before it spends the code, not in the Update."""
+    rid = await signable_request(api)
+    await request_code(api, rid)
+    code = latest_code(api, rid)
+    down = RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    async def unreachable(_handle: FakeHandle) -> Any:
+        raise down
+
+    monkeypatch.setattr(SigningHandle, "describe", unreachable)
+    fake_temporal.update_error = down
+    assert_problem(await sign(api, rid, otp_code=code), 503, "temporal-unavailable")
+    assert sign_updates(fake_temporal) == []
+    monkeypatch.undo()
+    fake_temporal.update_error = None
+    r = await sign(api, rid, otp_code=code)  # the same code: it was not spent
     assert r.status_code == 200, r.text
 
 
