@@ -564,6 +564,7 @@ def cmd_import_orders(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     """`import KIND FILE` or `import all DIR`: check every row, then write all or nothing."""
     from domain.importing import PROBLEM_COLUMNS, kind_named
+    from domain.spreadsheet import spreadsheet_safe
     from domain.tabular import write_csv
     from models.importing import (
         ImportFile,
@@ -602,8 +603,9 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"not imported (not named after a kind): {', '.join(ignored)}")
     print("\n".join(format_report(report)))
     if args.errors_out:
-        Path(args.errors_out).write_bytes(write_csv(
-            PROBLEM_COLUMNS, [[p.as_row()[c] for c in PROBLEM_COLUMNS] for p in report.problems]))
+        # a report for people (unlike `export`): cells a spreadsheet would run are defused
+        Path(args.errors_out).write_bytes(write_csv(PROBLEM_COLUMNS, [
+            [spreadsheet_safe(p.as_row()[c]) for c in PROBLEM_COLUMNS] for p in report.problems]))
         print(f"problems written to {args.errors_out}")
     return 0 if report.ok else 1
 

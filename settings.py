@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "baton"
     # the largest request body the API and the pages read, in bytes (413 above it; uvicorn has
-    # no limit of its own); the CSV upload routes set their own, larger limit
+    # no limit of its own); the CSV import route has its own, larger limit
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=32)
     # access tokens are short-lived; a client keeps its session with the refresh token

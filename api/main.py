@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import API_PREFIX
-from api.middleware import SecureHeadersMiddleware
+from api.middleware import BodyLimitMiddleware, SecureHeadersMiddleware
 from api.observability import install_observability
 from api.problems import (
     Problem,
@@ -51,7 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/docs",
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,  # 413 problem+json above it (api/problems.py)
     )
     app.state.settings = settings
     engine = engine_for(settings.database_url)  # builds no connection until first use
@@ -62,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # per app, so that each test's app counts from zero
     app.state.login_limiter = LoginRateLimiter(settings.login_rate_limit,
                                                settings.login_rate_limit_storage)
+    # inside the security headers, so that its early 413 carries them too
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
+                       limits={f"{API_PREFIX}/orders/import": orders_routes.MAX_IMPORT_BODY_BYTES})
     app.add_middleware(SecureHeadersMiddleware)
 
     install_problem_handlers(app)

@@ -137,17 +137,17 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc)
 
 
-# Starlette's body limiter (FastAPI(max_body_size=...)) puts the limit in the scope.
-MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
+# api/middleware.py's BodyLimitMiddleware puts the request's body limit in the scope.
+MAX_BODY_SCOPE_KEY = "baton.max_body_size"
 # FastAPI's answer when decoding a JSON body fails for another reason than bad syntax
 _UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-def _too_large_detail(request: Request) -> str:
-    limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+def too_large_problem(limit: int | None) -> Problem:
     size = f"at most {limit:,} bytes" if isinstance(limit, int) else "a smaller body"
-    return (f"The request body is too large: this endpoint accepts {size}. Send less data "
-            "per request (split a batch or a file).")
+    return Problem(413, "content-too-large", "Content too large",
+                   f"The request body is too large: this endpoint accepts {size}. Send less "
+                   "data per request (split a batch or a file).")
 
 
 def _unparsable_body_detail(cause: BaseException | None) -> str:
@@ -167,8 +167,9 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else _status_title(status)
     if status == 413:
-        detail = _too_large_detail(request)
-    elif status == 400 and detail == _UNPARSABLE_BODY:
+        return problem_response(request, too_large_problem(
+            request.scope.get(MAX_BODY_SCOPE_KEY)))
+    if status == 400 and detail == _UNPARSABLE_BODY:
         detail = _unparsable_body_detail(exc.__cause__)
     if detail == _status_title(status) and status in _HINTS:
         detail = _HINTS[status]

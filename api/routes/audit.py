@@ -24,6 +24,7 @@ from api.problems import FieldError, Problem, problem_responses
 from api.schemas import AuditEventOut
 from api.security import Actor
 from domain.permissions import Action
+from domain.spreadsheet import spreadsheet_safe as _text
 from models.audit import audit, verify_chain
 from models.audit_query import AuditFilter, export_batches, search
 
@@ -199,14 +200,6 @@ def export_events(
 
 
 # --- CSV ---------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    """A text cell that a spreadsheet will not run as a formula (CSV injection)."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _json_cell(value: Any) -> str:

@@ -29,6 +29,7 @@ from api.problems import Problem, problem_responses
 from api.security import Actor
 from api.services.scope import Scope
 from domain.permissions import Action
+from domain.spreadsheet import spreadsheet_safe as _text
 from models.audit import audit
 from models.commission import StatementStatus
 from models.db import SessionFactory
@@ -161,11 +162,6 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(fen), 100)
     return f"{sign}{whole}.{cents:02d}"
-
-
-def _text(value: str) -> str:
-    """A text cell that a spreadsheet will not run as a formula (CSV injection)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:

@@ -8,7 +8,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from api.routes.statements import BOM
-from api.routes.statements import _text as spreadsheet_safe  # neutralises = + - @ cells
 from domain.outcomes import (
     CaseOutcome,
     GroupOutcome,
@@ -17,6 +16,7 @@ from domain.outcomes import (
     StabilityRate,
     WindowFigures,
 )
+from domain.spreadsheet import spreadsheet_safe
 from models.outcomes import OutcomeReport
 
 

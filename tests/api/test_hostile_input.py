@@ -1,0 +1,227 @@
+"""Hostile input: bodies too large or too deep, bytes that are not UTF-8, SQL and markup in
+free text, and spreadsheet formulas in CSV cells (issue 10, reliability item 4).
+
+The schema-driven fuzzing of every operation is tests/api/test_schemathesis.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from sqlmodel import select
+
+import cli
+from activities.documents import DocumentActivities
+from domain.spreadsheet import spreadsheet_safe
+from models import Customer, Employee, ReassignmentRequest
+from models.db import SessionFactory
+from settings import get_settings
+from tests.api.conftest import Api, assert_problem
+from tests.report_fixtures import make_report_request
+from tests.web.conftest import browsers, login_as  # noqa: F401  (fixture)
+
+MiB = 1024 * 1024
+CHUNK = b" " * MiB  # JSON allows any amount of whitespace: a valid prefix of any size
+
+SQL_INJECTION = "Robert'); DROP TABLE customer;-- \" OR 1=1 --"
+MARKUP_INJECTION = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
+FORMULAS = ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(1)", "\t=1+1", "\r=1+1"]
+
+
+class CountingBody:
+    """A request body sent in 1 MiB chunks, counting how many the server pulled."""
+
+    def __init__(self, total: int, head: bytes = b"") -> None:
+        self.total, self.head, self.sent = total, head, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.head:
+            self.sent += len(self.head)
+            yield self.head
+        while self.sent < self.total:
+            self.sent += len(CHUNK)
+            yield CHUNK
+
+
+# --- size, depth, encoding ------------------------------------------------------------------
+
+
+async def test_a_20_mib_json_body_is_refused_with_413_before_it_is_read(api: Api) -> None:
+    auth = await api.auth(api.org.hr_head)
+    body = CountingBody(20 * MiB, head=b'{"orders": [')
+    r = await api.http.post("/api/v1/orders", content=body,
+                            headers={**auth, "Content-Type": "application/json"})
+    problem = assert_problem(r, 413, "content-too-large")
+    limit = get_settings().max_body_bytes
+    assert f"{limit:,} bytes" in problem["detail"]
+    # streamed without a Content-Length: it stopped pulling one chunk past the limit
+    assert body.sent <= limit + len(CHUNK) < 20 * MiB
+
+
+async def test_a_declared_oversized_length_is_refused_without_reading_a_byte(api: Api) -> None:
+    auth = await api.auth(api.org.hr_head)
+    body = CountingBody(20 * MiB)
+    r = await api.http.post("/api/v1/orders", content=body, headers={
+        **auth, "Content-Type": "application/json", "Content-Length": str(20 * MiB)})
+    assert_problem(r, 413, "content-too-large")
+    assert body.sent <= len(CHUNK)  # at most what the client pushed before the answer
+
+
+async def test_an_oversized_multipart_upload_is_refused_with_413(api: Api) -> None:
+    auth = await api.auth(api.org.hr_head)
+    head = (b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"o.csv\"\r\n"
+            b"Content-Type: text/csv\r\n\r\nexternal_id,customer_code\r\n")
+    body = CountingBody(40 * MiB, head=head)
+    r = await api.http.post("/api/v1/orders/import", content=body, headers={
+        **auth, "Content-Type": "multipart/form-data; boundary=xyz"})
+    problem = assert_problem(r, 413, "content-too-large")
+    assert "bytes" in problem["detail"]
+    assert body.sent < 35 * MiB  # the import route's own limit: 32 MiB of CSV + 1 MiB
+
+
+@pytest.mark.parametrize("opening, closing", [(b"[", b"]"), (b'{"a":', b"}")])
+async def test_json_nested_100000_levels_deep_is_a_400_not_a_crash(
+        api: Api, opening: bytes, closing: bytes) -> None:
+    auth = await api.auth(api.org.hr_head)
+    deep = opening * 100_000 + closing * 100_000
+    for path in ("/api/v1/orders", "/api/v1/satisfaction", "/api/v1/auth/login"):
+        r = await api.http.post(path, content=deep,
+                                headers={**auth, "Content-Type": "application/json"})
+        problem = assert_problem(r, 400, "bad-request")
+        assert "nested too deeply" in problem["detail"]
+
+
+async def test_invalid_utf8_in_a_json_body_is_a_clear_400(api: Api) -> None:
+    auth = await api.auth(api.org.hr_head)
+    body = b'{"note": "caf\xe9 \xff"}'
+    r = await api.http.post("/api/v1/reassignments/preview", content=body,
+                            headers={**auth, "Content-Type": "application/json"})
+    problem = assert_problem(r, 400, "bad-request")
+    assert "not valid UTF-8" in problem["detail"] and "0xe9" in problem["detail"]
+
+
+@pytest.mark.parametrize("as_multipart", [False, True])
+async def test_invalid_utf8_in_a_csv_upload_is_a_clear_4xx(api: Api, as_multipart: bool) -> None:
+    auth = await api.auth(api.org.hr_head)
+    data = b"external_id,customer_code,amount,booked_at\r\nX-1,C\xff\xfe,1.00,2026-01-01\r\n"
+    before = api.counts()
+    if as_multipart:
+        r = await api.http.post("/api/v1/orders/import", headers=auth,
+                                files={"file": ("orders.csv", data, "text/csv")})
+    else:
+        r = await api.http.post("/api/v1/orders/import", content=data,
+                                headers={**auth, "Content-Type": "text/csv"})
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "UTF-8" in r.json()["detail"]
+    assert api.counts() == before
+
+
+# --- SQL and markup in free text ------------------------------------------------------------
+
+
+def _flat(text: str) -> str:
+    """PDF text extraction breaks lines where the layout did; compare without whitespace."""
+    return re.sub(r"\s+", "", text)
+
+
+def _poison(sessions: SessionFactory, api: Api, request_id: int) -> None:
+    """Injection strings in the request's note, a customer's name and both people's names."""
+    with sessions() as s:
+        request = s.get(ReassignmentRequest, request_id)
+        request.note = f"{SQL_INJECTION} {MARKUP_INJECTION}"
+        s.get(Customer, request.customer_ids[0]).name = MARKUP_INJECTION
+        s.get(Employee, api.org.sales_a1).name = SQL_INJECTION
+        s.get(Employee, api.org.sales_a2).name = MARKUP_INJECTION
+        s.commit()
+
+
+async def test_injection_strings_are_stored_verbatim_and_shown_escaped(
+        api: Api, browsers: dict) -> None:  # noqa: F811
+    request_id = make_report_request(api.sessions, api.org, locale="en")
+    _poison(api.sessions, api, request_id)
+    DocumentActivities(api.sessions, "Asia/Shanghai").render_personal_report(
+        request_id, datetime(2026, 3, 9, 10, 0, tzinfo=UTC))
+    auth = await api.auth(api.org.sales_a1)
+
+    # the API returns the text exactly as stored; the tables are all still there
+    r = await api.http.get(f"/api/v1/reassignments/{request_id}", headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["note"] == f"{SQL_INJECTION} {MARKUP_INJECTION}"
+    with api.sessions() as s:
+        assert s.exec(select(Customer)).first() is not None
+
+    # the report as HTML: escaped, so no element or handler was injected
+    r = await api.http.get(f"/api/v1/reassignments/{request_id}/report.html", headers=auth)
+    assert r.status_code == 200, r.text
+    assert "<script>alert" not in r.text and "<img src=x" not in r.text
+    assert "&lt;script&gt;alert(" in r.text and "&amp;amp;" in r.text
+
+    # the report as PDF: the literal text, markup not interpreted
+    r = await api.http.get(f"/api/v1/reassignments/{request_id}/report.pdf", headers=auth)
+    assert r.status_code == 200, r.text
+    text = _flat("\n".join(page.extract_text() for page in PdfReader(io.BytesIO(r.content)).pages))
+    assert _flat(MARKUP_INJECTION) in text
+    assert _flat(SQL_INJECTION) in text
+
+    # the request's page, as the salesperson sees it
+    browser = await login_as(api, browsers, api.org.sales_a1, lang="en")
+    page = await browser.get(f"/app/requests/{request_id}")
+    assert page.status_code == 200, page.text[:500]
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;alert(" in page.text
+    assert "Robert&#39;); DROP TABLE customer;-- &#34; OR 1=1 --" in page.text
+
+
+# --- formulas in CSV cells ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_a_formula_cell_is_defused_and_other_text_left_alone(formula: str) -> None:
+    assert spreadsheet_safe(formula) == "'" + formula
+    for harmless in ("Li Ming", "宁波海曙五金制品厂", "a=b", "1-2", "", "O'Brien"):
+        assert spreadsheet_safe(harmless) == harmless
+    assert spreadsheet_safe(None) == ""
+
+
+async def test_audit_csv_defuses_every_formula(api: Api) -> None:
+    from models.audit import audit
+
+    with api.sessions() as s:
+        for formula in FORMULAS:
+            audit(s, "TEST_EVENT", actor_id=api.org.hr_head, reason=formula)
+        s.commit()
+    auth = await api.auth(api.org.hr_head)
+    r = await api.http.get("/api/v1/audit/events.csv?event_type=TEST_EVENT", headers=auth)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert sorted(row["reason"] for row in rows) == sorted("'" + f for f in FORMULAS)
+
+
+def test_import_problem_report_defuses_formulas(
+        db_url: str, org: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report for people, unlike `export` (data read back by `import`, kept exact and
+    covered by tests/test_data_import.py's round trip)."""
+    monkeypatch.setenv("BATON_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        with_formulas = tmp_path / "assignments.csv"
+        with_formulas.write_text("customer_code,employee_no,start_at,end_at,source\n" + "".join(
+            f'"{f}",E101,2020-01-01,2021-01-01,FOUND\n' for f in FORMULAS), "utf-8")
+        errors = tmp_path / "problems.csv"
+        assert cli.main(["import", "assignments", str(with_formulas),
+                         "--errors-out", str(errors)]) == 1
+        with errors.open(encoding="utf-8-sig", newline="") as f:
+            values = {row["value"] for row in csv.DictReader(f)}
+        # (the reader strips the cells, so "\t=1+1" is reported as "'=1+1")
+        assert {"'" + f.strip() for f in FORMULAS} <= values
+        assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in values)
+    finally:
+        get_settings.cache_clear()
