@@ -73,6 +73,9 @@ async def execute_action(
             raise temporal_unavailable_problem(
                 f"The workflow service could not be reached ({exc.message}). The action may "
                 "not have been recorded; check the request and try again.") from exc
+        # neither gone nor unavailable: say which status, so an operator can tell what it was
+        log.warning("%s Update on %s refused by Temporal: %s: %s", update, workflow_id,
+                    exc.status.name if exc.status is not None else "?", exc.message)
         raise Problem(502, "temporal-error", "Workflow service error",
                       f"The workflow service refused the call: {exc.message}") from exc
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:

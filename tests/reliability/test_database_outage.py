@@ -36,9 +36,11 @@ def database_outage(outage_s: float):  # type: ignore[no-untyped-def]
         await asyncio.sleep(rng.uniform(4.0, 8.0))
         assert run.running(), "the lifecycles finished before the outage"
         hr = {"Authorization": f"Bearer {run.api.tokens[org.hr_head]}"}
+        stopping_at = run.elapsed()
         stack.stop_postgres()
         down_at = time.monotonic()
-        lines = [f"PostgreSQL stopped at {run.elapsed():.1f} s for {outage_s:.0f} s"]
+        lines = [f"PostgreSQL stopping at {stopping_at:.1f} s, down at {run.elapsed():.1f} s "
+                 f"(pg_ctl stop -m fast), for {outage_s:.0f} s"]
         # a batch of orders sent while it is down: retried on 503 until it is back
         writes = asyncio.create_task(run.post_orders_during())
         rid = run.flights[0].request_id

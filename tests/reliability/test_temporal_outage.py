@@ -56,9 +56,11 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
         def auth(who: int) -> dict[str, str]:
             return {"Authorization": f"Bearer {tokens[who]}"}
 
+        stopping_at = run.elapsed()
         stack.stop_temporal()
         down_at = time.monotonic()
-        lines = [f"Temporal stopped at {run.elapsed():.1f} s for {outage_s:.0f} s"]
+        lines = [f"Temporal stopping at {stopping_at:.1f} s, down at {run.elapsed():.1f} s "
+                 f"(SIGTERM), for {outage_s:.0f} s"]
         timed: dict[str, float] = {}
 
         async def probe(name: str, method: str, path: str, who: int, **kwargs: object
