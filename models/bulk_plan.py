@@ -162,7 +162,7 @@ def rule_rows(session: Session, *, from_employee_id: int, to_employee_ids: list[
         select(Order.customer_id, func.coalesce(func.sum(Order.amount_fen), 0))
         .where(col(Order.customer_id).in_(owned), col(Order.booked_at) >= now - VALUE_WINDOW,
                col(Order.booked_at) <= now)
-        .group_by(Order.customer_id)).all()) if owned else {}
+        .group_by(col(Order.customer_id))).all()) if owned else {}
     targets = split_rule([(c, int(values.get(c, 0))) for c in owned], to_employee_ids, rule)
     return [ResolvedRow(row_number=n, customer_ref=str(cid), new_owner_ref=str(targets[cid]),
                         customer_id=cid, to_employee_id=targets[cid],

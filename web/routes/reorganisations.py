@@ -105,6 +105,7 @@ async def _upload_from_form(request: Request) -> service.Upload:
                       "Choose the reorganisation's reason.") from exc
     note = str(form.get("note") or "").strip()[:2000] or None
     file = form.get("file")
+    name: str | None
     if isinstance(file, UploadFile) and file.filename:
         text = service.decode_upload(await file.read(service.MAX_FILE_BYTES + 1))
         name = file.filename[:200]
