@@ -42,7 +42,7 @@ from pathlib import Path
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
-from bench.settlement import Scale, generate
+from bench.settlement import Scale, _proc_stat, generate
 from models import ApprovalStep, Employee, ReassignmentRequest, RequestCustomer, UserAccount
 from models.commission_engine import finalize_period
 from models.db import make_engine, migrate, session_factory
@@ -276,16 +276,34 @@ def server_env(url: str, workdir: Path) -> dict[str, str]:
     }
 
 
+@dataclass
+class Server:
+    base: str
+    pid: int  # uvicorn's main process; its workers are its children
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the main process and its live children (Linux /proc): what the API
+        spent, whatever else loads the machine."""
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                found = _proc_stat(int(entry.name))
+                if found and (found[0] == self.pid or int(entry.name) == self.pid):
+                    total += found[1]
+        return total
+
+
 @contextlib.contextmanager
 def api_server(url: str, workdir: Path, workers: int, *, profile: Path | None = None
-               ) -> Iterator[str]:
-    """uvicorn on loopback with `workers` processes (or one under pyinstrument); its base URL."""
+               ) -> Iterator[Server]:
+    """uvicorn on loopback with `workers` processes (or one under pyinstrument)."""
     port = _free_port()
     argv = [PYTHON, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
             "--no-access-log", "--log-level", "warning"]
     if profile is not None:  # one process, so that one profile sees every request
-        argv = [PYTHON, "-m", "pyinstrument", "-r", "html", "-o", str(profile), "-m", "uvicorn",
-                *argv[3:]]
+        renderer = "text" if profile.suffix == ".txt" else "html"
+        argv = [PYTHON, "-m", "pyinstrument", "-r", renderer, "-o", str(profile), "-m",
+                "uvicorn", *argv[3:]]
     else:
         argv += ["--workers", str(workers)]
     with open(workdir / "api.log", "ab") as log:  # the child keeps its own descriptor
@@ -294,7 +312,7 @@ def api_server(url: str, workdir: Path, workers: int, *, profile: Path | None = 
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # imports alone take 10 s on a loaded machine
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2):
@@ -304,7 +322,7 @@ def api_server(url: str, workdir: Path, workers: int, *, profile: Path | None = 
                     raise RuntimeError(f"the API did not start; see {workdir / 'api.log'}"
                                        ) from exc
                 time.sleep(0.3)
-        yield base
+        yield Server(base, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
@@ -424,13 +442,15 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
         plan = workdir / "plan.json"
         make_plan(org, plan)
         profile = workdir / f"profile-{backend}.html" if args.profile else None
-        with api_server(url, workdir, args.workers, profile=profile) as base:
+        with api_server(url, workdir, args.workers, profile=profile) as server:
             processes = ("1 process under pyinstrument" if profile
                          else f"{args.workers} uvicorn workers")
-            say(f"{backend}: API at {base} ({processes}); {args.users} clients for "
+            say(f"{backend}: API at {server.base} ({processes}); {args.users} clients for "
                 f"{args.duration} s")
-            data = run_locust(base, plan, workdir, users=args.users, duration=args.duration,
-                              spawn_rate=args.spawn_rate)
+            cpu_before = server.cpu_seconds()
+            data = run_locust(server.base, plan, workdir, users=args.users,
+                              duration=args.duration, spawn_rate=args.spawn_rate)
+            api_cpu = server.cpu_seconds() - cpu_before
         if profile is not None and args.keep_profile:
             kept = Path(args.keep_profile) / profile.name
             kept.write_bytes(profile.read_bytes())
@@ -439,8 +459,13 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
         for name, messages in data["errors"].items():
             say(f"{backend}: {len(messages)} errors on {name}, e.g. {messages[0]}")
         baseline = next((g for g in groups if g.name == "baseline"), None)
+        requests = sum(g.count for g in groups)
+        say(f"{backend}: {requests:,} requests; the API processes used {api_cpu:.1f} CPU s "
+            f"({1000 * api_cpu / max(1, requests):.1f} ms per request, all endpoints)")
         return (format_rows(backend, endpoints, baseline, args.duration) + ["-" * 130]
-                + format_rows(backend, groups, baseline, args.duration))
+                + format_rows(backend, groups, baseline, args.duration)
+                + [f"{backend:<9} API CPU {1000 * api_cpu / max(1, requests):.1f} ms per "
+                   f"request ({api_cpu:.1f} s for {requests:,} requests)", "=" * 130])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
