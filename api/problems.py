@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -192,16 +192,29 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(request, problem)
 
 
+def number_out_of_range_problem() -> Problem:
+    return Problem(
+        422, "number-out-of-range", "Number out of range",
+        "A number in the request is larger than the database can store in that column, so no "
+        "record has such an id or amount. Check the numbers you sent.")
+
+
 async def _on_number_out_of_range(request: Request, exc: Exception) -> JSONResponse:
     """The database driver cannot bind an integer (SQLite: beyond 64 bits). Routes take ids
     and amounts as plain ints, so the only such numbers come from the request."""
     log.info("integer out of the database's range on %s %s: %s", request.method,
              request.url.path, exc)
-    problem = Problem(
-        422, "number-out-of-range", "Number out of range",
-        "A number in the request is larger than the database can store (the limit is "
-        f"{2**63 - 1}). No record has such an id or amount; check the numbers you sent.")
-    return problem_response(request, problem)
+    return problem_response(request, number_out_of_range_problem())
+
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # SQLSTATE: PostgreSQL's "integer out of range"
+
+
+async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL's side of the same: an int column compared with a bigger number."""
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE:
+        return await _on_number_out_of_range(request, exc)
+    return await _on_database_error(request, exc)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -250,6 +263,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(PoolTimeoutError, _on_database_error)
     app.add_exception_handler(OverflowError, _on_number_out_of_range)
+    app.add_exception_handler(DataError, _on_data_error)  # a DBAPIError, looked up first
     app.add_exception_handler(Exception, _on_unexpected)
 
 

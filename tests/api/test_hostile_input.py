@@ -124,6 +124,21 @@ async def test_invalid_utf8_in_a_csv_upload_is_a_clear_4xx(api: Api, as_multipar
     assert api.counts() == before
 
 
+async def test_ids_beyond_64_bits_answer_4xx_problems_not_500(api: Api) -> None:
+    """Found by schemathesis: SQLite cannot bind such an int (OverflowError, was a 500)."""
+    auth = await api.auth(api.org.hr_head)
+    huge = 10**30
+    for url in (f"/api/v1/statements?employee_id={huge}", f"/api/v1/reassignments/{huge}",
+                f"/api/v1/policies/{huge}", f"/api/v1/reassignments/{huge}/audit"):
+        r = await api.http.get(url, headers=auth)
+        assert r.status_code in (404, 422), (url, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json"), url
+    r = await api.http.post("/api/v1/reassignments/preview", headers=auth, json={
+        "from_employee_id": huge, "to_employee_id": api.org.sales_a2,
+        "customer_ids": [huge], "reason": "WORKLOAD_BALANCING"})
+    assert r.status_code in (404, 409, 422), r.text
+
+
 # --- SQL and markup in free text ------------------------------------------------------------
 
 
