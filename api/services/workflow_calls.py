@@ -38,8 +38,12 @@ _REJECTION_TITLES = {
     ActionRejection.STALE_DOCUMENT: "A newer agreement exists",
 }
 
+# UNKNOWN: what the SDK raises when the connection breaks mid-call ("transport error", e.g.
+# the server stopped while an Update waited); whether the call landed is unknown, as for the
+# others, so the answer is "unavailable, check and try again", not a refusal
 UNAVAILABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                                  RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED})
+                                  RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED,
+                                  RPCStatusCode.UNKNOWN})
 
 
 def closed_problem(request_id: int, stage: Stage) -> Problem:
