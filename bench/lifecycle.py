@@ -430,10 +430,10 @@ async def worker_process(address: str, url: str, task_queue: str, bare_queue: st
 
 
 @contextlib.asynccontextmanager
-async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable[[str], None]
-                ) -> AsyncIterator[tuple[Client, Any, Any, str, str]]:
+async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable[[str], None],
+                processes: int = 1) -> AsyncIterator[tuple[Client, Any, Any, str, str]]:
     """The dev server, the API app in this process, and the two workers (in this process or
-    in one worker process)."""
+    in `processes` worker processes, each polling both task queues)."""
     import httpx
     from temporalio.testing import WorkflowEnvironment
 
@@ -460,9 +460,10 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
         app.state.temporal.use(env.client)
         async with contextlib.AsyncExitStack() as running:
             if worker_mode == "process":
-                pid = await running.enter_async_context(worker_process(
+                pids = [await running.enter_async_context(worker_process(
                     address, url, task_queue, bare_queue, activity_threads))
-                say(f"workers in process {pid} (py-spy record --pid {pid} to profile them)")
+                    for _ in range(processes)]
+                say(f"workers in process(es) {pids} (py-spy record --pid PID to profile one)")
             else:
                 baton, bare, pool = workers(env.client, sessions, task_queue, bare_queue,
                                             activity_threads)
@@ -478,12 +479,12 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
 
 
 async def measure(url: str, count: int, concurrency: int, activity_threads: int,
-                  worker_mode: str, say: Callable[[str], None]
+                  worker_mode: str, say: Callable[[str], None], processes: int = 1
                   ) -> tuple[Phase, Phase, BareShape]:
     from models.db import migrate
 
     migrate(url)
-    async with stack(url, activity_threads, worker_mode, say) as (
+    async with stack(url, activity_threads, worker_mode, say, processes) as (
             client, http, sessions, _queue, bare_queue):
         org, customers = seed(sessions, count + 1)
         bench = Bench(client, http, sessions, org, customers)
@@ -542,12 +543,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=500, help="lifecycles per side (500)")
     parser.add_argument("--concurrency", type=int, default=50,
                         help="lifecycles in flight at once, both sides (50)")
-    parser.add_argument("--activity-threads", type=int, default=8,
-                        help="the worker's activity threads, both workers (8, the default)")
+    parser.add_argument("--activity-threads", type=int, default=16,
+                        help="activity threads (and slots) of each worker (16, as "
+                             "BATON_ACTIVITY_THREADS' default)")
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--worker", choices=["process", "inprocess"], default="process",
                         help="both workers in one worker process, as production runs them "
                              "apart from the API (default), or in the API's process")
+    parser.add_argument("--worker-processes", type=int, default=1,
+                        help="with --worker process: how many worker processes (1); each runs "
+                             "both workers, as `docker compose --scale worker=N` would")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the SQLite file goes (default: a temporary directory)")
     parser.add_argument("--serve-workers", nargs=4, metavar=("ADDRESS", "URL", "QUEUE", "BARE"),
@@ -563,10 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="baton-lifecycle-bench-", dir=args.workdir) as tmp, \
             database(args.backend, Path(tmp)) as url:
         baton, bare, shape = asyncio.run(measure(url, args.count, args.concurrency,
-                                                 args.activity_threads, args.worker, say))
+                                                 args.activity_threads, args.worker, say,
+                                                 args.worker_processes))
     print()
-    where = ("in one worker process" if args.worker == "process"
-             else "in the API's process")
+    where = (f"in {args.worker_processes} worker process(es), {args.activity_threads} activity "
+             "threads each" if args.worker == "process" else "in the API's process")
     print(f"backend {args.backend}; API (ASGI) and drivers in one process, both workers {where}, "
           "the Temporal dev server in its own")
     print(format_report(baton, bare, shape, args.concurrency))
