@@ -7,6 +7,7 @@ writes the reorganisation and its rows in the caller's transaction.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +31,10 @@ from domain.bulk import (
     validate_rows,
 )
 from domain.impact import Assessment
+from domain.impact import assess as assess_values
 from domain.policy import EmployeeFacts, PolicyRules, default_terms
 from domain.stages import Reason, Role
-from models.assessment import build_assessment
+from models.assessment import customer_values
 from models.audit import audit
 from models.bulk import Reorganisation, ReorganisationRow, RowStatus
 from models.customer import Assignment, Customer, Order
@@ -139,18 +141,30 @@ def plan_rows(session: Session, rows: list[ResolvedRow], *, reason: Reason, now:
     outcomes = validate_rows(rows, rules=rules, reason=reason, customers=facts,
                              employees=employees, now=now)
     groups = group_moves(outcomes)
-    assessments = {}
-    if assess:
-        terms = default_terms(rules)
-        for g in groups:
-            assessments[g.group_no] = build_assessment(
-                session, owner_id=g.from_employee_id, customer_ids=list(g.customer_ids),
-                rules=rules, terms=terms, as_of=now)
+    assessments = assess_groups(session, groups, rules, now) if assess else {}
     unreadable = unreadable or []
     totals = impact_totals(len(rows) + len(unreadable), outcomes, groups, assessments)
     return Plan(policy_version_id=policy.id, rules=rules, reason=reason, outcomes=outcomes,
                 unreadable=unreadable, batch_errors=batch_errors(rules, reason), groups=groups,
                 totals=totals, assessments=assessments)
+
+
+def assess_groups(session: Session, groups: list[MoveGroup], rules: PolicyRules,
+                  now: datetime) -> dict[int, Assessment]:
+    """Each group's assessment exactly as its submit would make it (models.assessment), with
+    the customers' values read once per losing salesperson rather than once per group."""
+    terms = default_terms(rules)
+    by_owner: dict[int, list[MoveGroup]] = defaultdict(list)
+    for g in groups:
+        by_owner[g.from_employee_id].append(g)
+    out = {}
+    for owner, owned in by_owner.items():
+        values = {v.customer_id: v for v in customer_values(
+            session, owner_id=owner, customer_ids=[c for g in owned for c in g.customer_ids],
+            as_of=now, horizon_months=rules.valuation_horizon_months)}
+        for g in owned:
+            out[g.group_no] = assess_values([values[c] for c in g.customer_ids], rules, terms)
+    return out
 
 
 def rule_rows(session: Session, *, from_employee_id: int, to_employee_ids: list[int],

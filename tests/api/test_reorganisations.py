@@ -4,13 +4,18 @@ acceptance test)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
 
-from domain.bulk import BulkInput
+from domain.bulk import BulkInput, SplitRule
+from domain.policy import default_terms
+from domain.stages import Reason
 from models import Customer, Employee, Reorganisation, ReorganisationRow
+from models.assessment import build_assessment
+from models.bulk_plan import plan_rows, rule_rows
 from tests.api.conftest import Api, FakeTemporal, assert_problem
 
 URL = "/api/v1/reorganisations"
@@ -118,3 +123,19 @@ async def test_start_is_idempotent_and_reads_from_the_database_when_no_workflow_
     assert_problem(r, 404, "not-found")
     r = await api.http.get(f"{URL}/{out['id']}", headers=await api.auth(api.org.manager_a))
     assert_problem(r, 403, "forbidden-role")
+
+
+def test_group_assessments_are_the_submits_own(api: Api) -> None:
+    """Values are read once per losing salesperson; each group's figures must still equal
+    what its submit would store (models.assessment.build_assessment)."""
+    org, now = api.org, datetime.now(UTC)
+    with api.sessions() as s:
+        rows = rule_rows(s, from_employee_id=org.sales_a1,
+                         to_employee_ids=[org.sales_a2, org.sales_b1],
+                         rule=SplitRule.ROUND_ROBIN, now=now)
+        plan = plan_rows(s, rows, reason=Reason.PERFORMANCE, now=now)
+        assert len(plan.groups) == 2
+        for g in plan.groups:
+            assert plan.assessments[g.group_no] == build_assessment(
+                s, owner_id=g.from_employee_id, customer_ids=list(g.customer_ids),
+                rules=plan.rules, terms=default_terms(plan.rules), as_of=now)
