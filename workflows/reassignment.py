@@ -581,12 +581,15 @@ class ReassignmentWorkflow:
         level = self._pending_level()
         for other in self._state.levels:
             if people & {other.decided_by, other.decided_for}:
+                # a delegate racing their principal (or the reverse) is told who decided
+                who = ("you" if inp.actor_id in {other.decided_by, other.decided_for} else
+                       f"employee {inp.on_behalf_of}, for whom you stand in,")
                 if other is level:
                     raise _reject(ActionRejection.ALREADY_DONE,
-                                  f"you already decided level {level.level}")
+                                  f"{who} already decided level {level.level}")
                 raise _reject(ActionRejection.FOUR_EYES,
-                              f"you already approved level {other.level}; one person approves "
-                              "at most one level")
+                              f"{who} already approved level {other.level}; one person "
+                              "approves at most one level")
         if level.status == LevelStatus.APPROVED and level.level < len(self._state.levels):
             # approved, and the workflow is still writing it before it opens the next level:
             # for the next level's approver that is "not yet", not "already done"

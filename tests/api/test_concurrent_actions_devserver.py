@@ -3,6 +3,8 @@ against the real dev server and worker (the fixtures of test_lifecycle_devserver
 
 - A level's approver and their delegate approve the same level at once: one wins, the other
   gets 409 problem+json, and the level has one ApprovalStep and one APPROVED event.
+- Approval comments and the request's note with SQL and markup come back verbatim from the API
+  and escaped on the request's page (the rest of the injection tests: test_hostile_input.py).
 - A double-clicked sign (the same one-time code twice at once): one signature, one sealed
   agreement, one SIGNED transition. The second click is refused, because the code is spent
   by the first (403 otp-used) or the workflow already holds the signature (409): a second
@@ -21,6 +23,7 @@ from sqlmodel import select
 from models import ApprovalStep, AuditEvent, RequestDocument, SignatureRecord
 from models.audit import verify_chain
 from tests.api.conftest import assert_problem
+from tests.api.test_hostile_input import MARKUP_INJECTION, SQL_INJECTION
 from tests.api.test_lifecycle_devserver import (  # noqa: F401  (fixtures)
     Live,
     dev_env,
@@ -29,6 +32,7 @@ from tests.api.test_lifecycle_devserver import (  # noqa: F401  (fixtures)
     org,
 )
 from tests.api.test_signing import latest_code
+from tests.web.conftest import browsers, login_as  # noqa: F401  (fixture)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -39,7 +43,7 @@ def count(stack: Live, model: type, *where: object) -> int:
 
 
 async def test_approver_and_delegate_at_once_then_a_double_clicked_sign(
-        live: Live) -> None:  # noqa: F811
+        live: Live, browsers: dict) -> None:  # noqa: F811
     o = live.org
     today = datetime.now(UTC).astimezone(SHANGHAI).date()
     r = await live.http.post("/api/v1/me/delegations", headers=await live.auth(o.director),
@@ -50,7 +54,8 @@ async def test_approver_and_delegate_at_once_then_a_double_clicked_sign(
     r = await live.http.post(
         "/api/v1/reassignments",
         json={"from_employee_id": o.sales_a1, "to_employee_id": o.sales_a2,
-              "customer_ids": o.customers_a1[:1], "reason": "WORKLOAD_BALANCING"},
+              "customer_ids": o.customers_a1[:1], "reason": "WORKLOAD_BALANCING",
+              "note": SQL_INJECTION},
         headers={**await live.auth(o.manager_a), "Idempotency-Key": "race-1"})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
@@ -76,9 +81,11 @@ async def test_approver_and_delegate_at_once_then_a_double_clicked_sign(
     assert count(live, AuditEvent, AuditEvent.request_id == rid,
                  AuditEvent.event_type == "APPROVED") == 1
 
+    # free text that travels through the workflow into the database: kept verbatim
+    comments = {2: MARKUP_INJECTION, 3: SQL_INJECTION}
     for number, approver in enumerate(approvers[1:], start=2):
         await live.wait(rid, o.hr_head, f"level {number}", level_open(number))
-        r = await live.act(rid, "approve", approver, {})
+        r = await live.act(rid, "approve", approver, {"comment": comments[number]})
         assert r.status_code == 200, r.text
 
     detail = await live.wait(rid, o.sales_a1, "the agreement to sign",
@@ -109,6 +116,17 @@ async def test_approver_and_delegate_at_once_then_a_double_clicked_sign(
     sealed = await _wait_count(live, RequestDocument, RequestDocument.request_id == rid,
                                RequestDocument.kind == "SEALED_AGREEMENT")
     assert sealed == 1
+
+    # the injection strings came back verbatim from the API and escaped on the page
+    detail = await live.detail(rid, o.hr_head)
+    assert detail["note"] == SQL_INJECTION
+    steps = {s["level"]: s["comment"] for s in detail["approval_steps"]}
+    assert steps[2] == MARKUP_INJECTION and steps[3] == SQL_INJECTION
+    browser = await login_as(live, browsers, o.hr_head, lang="en")
+    page = await browser.get(f"/app/requests/{rid}")
+    assert page.status_code == 200, page.text[:500]
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;alert(" in page.text
 
 
 async def _wait_count(stack: Live, model: type, *where: object) -> int:

@@ -186,6 +186,14 @@ async def test_injection_strings_are_stored_verbatim_and_shown_escaped(
     assert _flat(MARKUP_INJECTION) in text
     assert _flat(SQL_INJECTION) in text
 
+    # the agreement to sign, as PDF: the names as written, nothing interpreted
+    DocumentActivities(api.sessions, "Asia/Shanghai").render_agreement(request_id)
+    r = await api.http.get(f"/api/v1/reassignments/{request_id}/agreement.pdf", headers=auth)
+    assert r.status_code == 200, r.text
+    text = _flat("\n".join(page.extract_text() for page in PdfReader(io.BytesIO(r.content)).pages))
+    assert _flat(MARKUP_INJECTION) in text  # the receiver's and the customer's names
+    assert _flat(SQL_INJECTION) in text  # the salesperson's name
+
     # the request's page, as the salesperson sees it
     browser = await login_as(api, browsers, api.org.sales_a1, lang="en")
     page = await browser.get(f"/app/requests/{request_id}")
