@@ -77,6 +77,12 @@ async def execute_action(
             raise temporal_unavailable_problem(
                 f"The workflow service could not be reached ({exc.message}). The action may "
                 "not have been recorded; check the request and try again.") from exc
+        if workflow_not_ready(exc):
+            raise Problem(503, "workflow-not-ready", "The workflow is not ready",
+                          "The workflow is retrying its last step (a worker stopped or was too "
+                          "slow), and takes no actions until that step is done. Nothing was "
+                          "changed; try again in a moment.",
+                          headers={"Retry-After": "5"}) from exc
         # neither gone nor unavailable: say which status, so an operator can tell what it was
         log.warning("%s Update on %s refused by Temporal: %s: %s", update, workflow_id,
                     exc.status.name if exc.status is not None else "?", exc.message)
@@ -88,6 +94,17 @@ async def execute_action(
                       "may still be applied; check the request before trying again.") from exc
     assert isinstance(result, ReassignmentState)
     return result
+
+
+def workflow_not_ready(exc: RPCError) -> bool:
+    """Temporal's WorkflowNotReady (FAILED_PRECONDITION): the workflow's last task failed or
+    timed out and is being retried, and until one completes the server admits no Update.
+    Transient (seen with workers killed or starved of CPU), unlike other preconditions."""
+    if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+        return False
+    details = exc.grpc_status.details if exc.grpc_status is not None else []
+    return any(d.type_url.endswith("WorkflowNotReadyFailure") for d in details) or \
+        "Workflow Task in failed state" in exc.message
 
 
 def rejection_problem(exc: WorkflowUpdateFailedError, update: str) -> Problem:
