@@ -12,6 +12,7 @@ import asyncio
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,8 +132,11 @@ async def run_scenario(tmp_path: Path, *, lifecycles: int, timeout_s: float,
         checked = check_database(stack.database_url, stack.org, done, run.order_ids)
         report.append(f"checked: {checked.line()}")
         report.append(audit_verify(stack.processes))
-        report.append("503s by kind: " + ", ".join(
-            f"{k or '?'} {v}" for k, v in sorted(api.answers.unavailable_by_kind.items())))
+        answers: Counter[str] = Counter()
+        for (_what, status, slug), n in api.answers.counts.items():
+            answers[f"{status} {slug}".strip()] += n
+        report.append("API answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(
+            answers.items())))
     report.append(f"wall time {time.monotonic() - wall:.1f} s")
     return report
 
