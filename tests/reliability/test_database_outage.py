@@ -65,10 +65,10 @@ def database_outage(outage_s: float):  # type: ignore[no-untyped-def]
                      "problem+json with Retry-After")
         await asyncio.sleep(outage_s - (time.monotonic() - down_at))
         stack.start_postgres()
-        back_at = time.monotonic()
+        back_at, restarted_at = time.monotonic(), run.elapsed()
         ready_s = await stack.wait_api_ready()
         await writes
-        lines.append(f"PostgreSQL started at {run.elapsed():.1f} s (down "
+        lines.append(f"PostgreSQL started at {restarted_at:.1f} s (down "
                      f"{back_at - down_at:.1f} s); /readyz 200 after "
                      f"{ready_s:.1f} s; the orders sent while down stored "
                      f"{time.monotonic() - back_at:.1f} s after the restart")

@@ -101,7 +101,7 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
 
         await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))
         stack.start_temporal()
-        back_at = time.monotonic()
+        back_at, restarted_at = time.monotonic(), run.elapsed()
         await stack.wait_temporal()
         frontend_s = time.monotonic() - back_at
         identities = {f"{w.pid}@{socket.gethostname()}" for w in stack.workers}
@@ -109,7 +109,7 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
                          lambda: _pollers_include(stack.client, identities),
                          timeout=120, alive=stack.alive, interval=0.2)
         polling_s = time.monotonic() - back_at
-        lines.append(f"Temporal started at {run.elapsed():.1f} s (down "
+        lines.append(f"Temporal started at {restarted_at:.1f} s (down "
                      f"{back_at - down_at:.1f} s); frontend up after {frontend_s:.1f} s, "
                      f"both workers polling after {polling_s:.1f} s")
         run.late_lifecycle()  # submits again with the same key: the saved request starts
