@@ -211,9 +211,17 @@ NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # SQLSTATE: PostgreSQL's "integer out of r
 
 
 async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
-    """PostgreSQL's side of the same: an int column compared with a bigger number."""
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE:
+    """Values PostgreSQL refuses that SQLite takes: an int column compared with a bigger
+    number, and text with a NUL character (psycopg refuses it before sending)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE:
         return await _on_number_out_of_range(request, exc)
+    if "NUL (0x00)" in str(orig):
+        log.info("text with a NUL character on %s %s", request.method, request.url.path)
+        return problem_response(request, Problem(
+            422, "text-contains-nul", "Text contains a NUL character",
+            "A text in the request contains the NUL character (U+0000), which Baton cannot "
+            "store. Remove it and send the request again."))
     return await _on_database_error(request, exc)
 
 

@@ -17,6 +17,15 @@ class _Body(BaseModel):
     # Unknown fields are refused, so nobody can believe that e.g. "actor_id" in a body counts.
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL cannot store U+0000: refused here, before a workflow's activity would
+        # retry its write forever (the API's other bodies: api/problems.py answers 422)
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
+
 
 # --- auth -----------------------------------------------------------------------------------
 

@@ -73,6 +73,11 @@ async def act(
         raise Problem(422, "validation-failed", "The action is not valid",
                       "Fix the fields listed in `errors` and send the action again.",
                       errors=validation_errors(exc.errors())) from exc
+    with_nul = sorted(name for name, value in arg.model_dump().items()
+                      if isinstance(value, str) and "\x00" in value)
+    if with_nul:  # PostgreSQL cannot store it: the activity would retry its write forever
+        raise Problem(422, "text-contains-nul", "Text contains a NUL character",
+                      f"Remove the NUL character (U+0000) from: {', '.join(with_nul)}.")
     if client is None:
         raise temporal_unavailable_problem()
     return await execute_action(client, request_id=request_id, workflow_id=found.workflow_id,

@@ -10,8 +10,9 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pypdf import PdfReader
@@ -23,7 +24,7 @@ from domain.spreadsheet import spreadsheet_safe
 from models import Customer, Employee, ReassignmentRequest
 from models.db import SessionFactory
 from settings import get_settings
-from tests.api.conftest import Api, assert_problem
+from tests.api.conftest import Api, FakeTemporal, assert_problem
 from tests.report_fixtures import make_report_request
 from tests.web.conftest import browsers, login_as  # noqa: F401  (fixture)
 
@@ -139,6 +140,34 @@ async def test_ids_beyond_64_bits_answer_4xx_problems_not_500(api: Api) -> None:
     assert r.status_code in (404, 409, 422), r.text
 
 
+async def test_a_nul_character_in_free_text_is_refused_not_a_500(api: Api, db_url: str) -> None:
+    """PostgreSQL cannot store U+0000: psycopg refused it with a 500, and in a workflow's
+    activity (an approval comment) its write would have been retried forever. Bodies that feed
+    a workflow or a request refuse it up front on both backends; any other text answers 422
+    on PostgreSQL, while SQLite stores it as sent."""
+    director = await api.auth(api.org.director)
+    before = api.counts()
+    r = await api.http.post("/api/v1/reassignments", json={
+        "from_employee_id": api.org.sales_a1, "to_employee_id": api.org.sales_a2,
+        "customer_ids": api.org.customers_a1[:1], "reason": "WORKLOAD_BALANCING",
+        "note": "a\x00b"}, headers={**await api.auth(api.org.manager_a), "Idempotency-Key": "nul"})
+    problem = assert_problem(r, 422, "validation-failed")
+    assert "NUL" in problem["errors"][0]["message"]
+    for action, body in (("approve", {"comment": "ok\x00"}), ("reject", {"reason": "no\x00"})):
+        r = await api.http.post(f"/api/v1/reassignments/1/{action}", json=body, headers=director)
+        assert_problem(r, 422, "validation-failed")
+    assert api.counts() == before
+
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    r = await api.http.post("/api/v1/me/delegations", headers=director, json={
+        "delegate_id": api.org.manager_b, "starts_on": today.isoformat(),
+        "ends_on": (today + timedelta(days=1)).isoformat(), "reason": "away\x00"})
+    if db_url.startswith("postgresql"):
+        assert_problem(r, 422, "text-contains-nul")
+    else:
+        assert r.status_code == 201 and r.json()["reason"] == "away\x00", r.text
+
+
 # --- SQL and markup in free text ------------------------------------------------------------
 
 
@@ -248,3 +277,17 @@ def test_import_problem_report_defuses_formulas(
         assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in values)
     finally:
         get_settings.cache_clear()
+
+
+async def test_a_nul_in_an_approval_form_never_reaches_the_workflow(
+        api: Api, fake_temporal: FakeTemporal, browsers: dict) -> None:  # noqa: F811
+    """The pages build the workflow input themselves: the shared action path refuses it."""
+    from tests.web.test_approver_pages import open_level, submit
+
+    request_id = await submit(api, api.org.customers_a1[0], "nul-form")
+    open_level(api, request_id, api.org.director, due_in=timedelta(hours=1))
+    director = await login_as(api, browsers, api.org.director, lang="en")
+    r = await director.post(f"/app/approvals/{request_id}/approve", {"comment": "ok\x00"},
+                            headers={"HX-Request": "true"})
+    assert r.status_code == 422, r.text[:500]
+    assert fake_temporal.updates == []
