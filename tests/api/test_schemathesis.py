@@ -12,8 +12,11 @@ routes are the same on both backends; PostgreSQL behaviour has its own tests.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,7 +88,9 @@ class FuzzUser:
 
 @pytest.fixture(scope="module")
 def fuzz_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, FuzzUser]]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
+    # BATON_FUZZ_DATABASE_URL: an empty database to fuzz instead (e.g. PostgreSQL, by hand)
+    url = os.environ.get("BATON_FUZZ_DATABASE_URL") or \
+        f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
     migrate(url)
     engine = make_engine(url)
     sessions = session_factory(engine)
@@ -101,7 +106,7 @@ def fuzz_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Fu
 
 def _load_schema() -> Any:
     """The schema the app serves; building the app opens no database connection."""
-    app = create_app(api_settings("sqlite://"))
+    app = create_app(api_settings(f"sqlite:///{Path(tempfile.gettempdir()) / 'never-opened.db'}"))
     loaded = schemathesis.openapi.from_dict(app.openapi())
     loaded.config.generation.update(modes=["positive", "negative"],
                                     max_examples=EXAMPLES_PER_OPERATION, deterministic=True)
