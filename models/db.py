@@ -26,6 +26,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if "poolclass" not in kwargs:
+                # a connection for each of the API's 40 worker threads (anyio's default): with
+                # the default 5 + 10, requests under load waited for a pooled connection and
+                # failed after 30 s (bench/api_load.py); SQLite connections are file handles
+                kwargs = {"pool_size": 10, "max_overflow": 30, **kwargs}
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30},
             hide_parameters=True, **kwargs
