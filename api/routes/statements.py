@@ -32,7 +32,7 @@ from domain.permissions import Action
 from domain.spreadsheet import spreadsheet_safe as _text
 from models.audit import audit
 from models.commission import StatementStatus
-from models.db import SessionFactory
+from models.db import SessionFactory, read_only_sessions
 from models.statements import (
     PERIOD_PATTERN,
     EmployeeScope,
@@ -221,9 +221,14 @@ def get_statements(
 ) -> StatementPage:
     """Statements within the caller's scope, one per employee and month with commission
     lines, newest month first. Totals are in fen; a FINAL month never changes."""
-    with sessions() as session:
-        items, total = read_list(session, actor, employee_id=employee_id, period=period,
-                                 status=status, limit=limit, offset=offset)
+    # read without SQLite's write lock; only the audit event takes it, briefly
+    with read_only_sessions(sessions)() as session:
+        items, total = list_statements(session, statement_scope(session, actor),
+                                       employee_id=employee_id, period=period, status=status,
+                                       limit=limit, offset=offset)
+    if items:
+        with sessions() as session:
+            _audit_listed(session, actor, items, employee_id, period, status)
     return StatementPage(items=[_out(h) for h in items], total=total, limit=limit,
                          offset=offset)
 
@@ -261,12 +266,18 @@ def read_list(session: Session, actor: Actor, *, employee_id: int | None = None,
                                    employee_id=employee_id, period=period, status=status,
                                    limit=limit, offset=offset)
     if items:
-        _audit(session, actor, EVENT_LISTED, {
-            "filters": {"employee_id": employee_id, "period": period,
-                        "status": status.value if status else None},
-            "statements": [[h.employee_id, h.period] for h in items]},
-            subject=employee_id)
+        _audit_listed(session, actor, items, employee_id, period, status)
     return items, total
+
+
+def _audit_listed(session: Session, actor: Actor, items: list[StatementHeader],
+                  employee_id: int | None, period: str | None,
+                  status: StatementStatus | None) -> None:
+    _audit(session, actor, EVENT_LISTED, {
+        "filters": {"employee_id": employee_id, "period": period,
+                    "status": status.value if status else None},
+        "statements": [[h.employee_id, h.period] for h in items]},
+        subject=employee_id)
 
 
 def read_statement(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
@@ -277,11 +288,14 @@ def read_statement(sessions: SessionFactory, actor: Actor, employee_id: int, per
 
 def _read(sessions: SessionFactory, actor: Actor, employee_id: int, period: str,
           fmt: str) -> StatementDetail:
-    with sessions() as session:
+    # the statement is read without SQLite's write lock (it held it for every query of the
+    # statement, and readers queued behind it); the audit event is its own short transaction
+    with read_only_sessions(sessions)() as session:
         detail = statement_detail(session, statement_scope(session, actor), employee_id,
                                   period)
-        if detail is None:
-            raise _not_found(employee_id, period)
+    if detail is None:
+        raise _not_found(employee_id, period)
+    with sessions() as session:
         _audit(session, actor, EVENT_READ,
                {"employee_id": employee_id, "period": period, "format": fmt},
                subject=employee_id)
