@@ -339,11 +339,13 @@ def run_locust(base: str, plan: Path, workdir: Path, *, users: int, duration: in
     samples.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_API_PLAN": str(plan), "BENCH_API_SAMPLES": str(samples),
            "PYTHONPATH": str(ROOT)}
+    # --stop-timeout: requests still in flight when the time is up finish and are counted
+    # (longer than the 30 s pool and busy timeouts, so a slow one is not silently dropped)
     result = subprocess.run(
         [PYTHON, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", base,
          "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration}s", "--only-summary",
-         "--stop-timeout", "10", "--loglevel", "WARNING"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=duration + 120)
+         "--stop-timeout", "45", "--loglevel", "WARNING"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=duration + 180)
     if not samples.exists():
         raise RuntimeError(f"locust wrote no samples (exit {result.returncode}):\n"
                            f"{result.stderr[-3000:]}")
