@@ -595,7 +595,8 @@ class ReassignmentWorkflow:
             # for the next level's approver that is "not yet", not "already done"
             raise _reject(ActionRejection.WRONG_STAGE,
                           f"level {level.level} was just approved and level {level.level + 1} "
-                          "is opening; try again in a moment")
+                          f"is opening; if you approve level {level.level + 1}, try again in a "
+                          "moment")
         if level.status != LevelStatus.PENDING:
             raise _reject(ActionRejection.ALREADY_DONE,
                           f"level {level.level} was already decided")
