@@ -312,6 +312,10 @@ def verify_code(session: Session, cfg: SigningConfig, signer: Signer, document_s
         col(OneTimeCode.used_at).is_(None),
     ).values(attempts=col(OneTimeCode.attempts) + 1))
     if claimed != 1:
+        session.refresh(row)
+        if row.used_at is not None:  # a parallel call (a double click) used it first
+            raise refuse("otp-used", "Code already used",
+                         f"This one-time code was already used; each code works once. {again}")
         raise refuse("otp-attempts-exhausted", "Too many wrong codes",
                      f"The code no longer works. {again}", attempts_left=0)
     session.refresh(row)
