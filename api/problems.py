@@ -325,8 +325,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 extra.append(422)
             if "requestBody" in operation:
                 extra += [400, 413]
-            for status in extra:
-                responses.setdefault(str(status), {"description": _status_title(status)})
+            for code in extra:
+                responses.setdefault(str(code), {"description": _status_title(code)})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = dict(problem_content)
