@@ -70,6 +70,9 @@ class Api:
     org: SmallOrg
     answers: Answers
     tokens: dict[int, str] = field(default_factory=dict)
+    # one login at a time per person: N lifecycles needing the same approver must not each
+    # log in (a burst of password hashes after an outage starves the API's processes)
+    login_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
 
     async def _send(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send until the answer is not 'unavailable, retry later' (503, or the workflow
@@ -87,6 +90,11 @@ class Api:
                 continue
             return r
 
+    async def token(self, employee_id: int) -> str:
+        lock = self.login_locks.setdefault(employee_id, asyncio.Lock())
+        async with lock:
+            return self.tokens.get(employee_id) or await self.login(employee_id)
+
     async def login(self, employee_id: int) -> str:
         r = await self._send("login", "POST", "/api/v1/auth/login", json={
             "username": self.org.usernames[employee_id], "password": PASSWORD})
@@ -98,7 +106,7 @@ class Api:
                    **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         for _ in range(3):
-            token = self.tokens.get(as_id) or await self.login(as_id)
+            token = await self.token(as_id)
             r = await self._send(what, method, path, headers={
                 **headers, "Authorization": f"Bearer {token}"}, **kwargs)
             if r.status_code != 401:
