@@ -34,13 +34,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bench.settlement import Scale, _proc_stat, generate
 from models import ApprovalStep, Employee, ReassignmentRequest, RequestCustomer, UserAccount
@@ -76,13 +77,17 @@ class Org:
     seconds: float = 0.0
 
 
-def _insert(conn: object, table: object, rows: list[dict]) -> None:
+def _table(model: type) -> Any:
+    return model.__table__  # type: ignore[attr-defined]
+
+
+def _insert(conn: Connection, table: Any, rows: list[dict]) -> None:
     for i in range(0, len(rows), CHUNK):
-        conn.execute(insert(table), rows[i:i + CHUNK])  # type: ignore[attr-defined]
+        conn.execute(insert(table), rows[i:i + CHUNK])
 
 
-def _max_id(conn: object, table: str) -> int:
-    return int(conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one())  # type: ignore[attr-defined]
+def _max_id(conn: Connection, table: str) -> int:
+    return int(conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one())
 
 
 def seed_org(engine: Engine, *, requests: int, seed: int) -> Org:
@@ -121,7 +126,7 @@ def seed_org(engine: Engine, *, requests: int, seed: int) -> Org:
         org.hr += [person("hr", 3, None, f"HR {i}") for i in range(2)]
         person("legal", 1, None, "Legal")
         person("finance", 1, None, "Finance")
-        _insert(conn, Employee.__table__, people)
+        _insert(conn, _table(Employee), people)
         managers = list(org.managers)
         for manager, team in zip(managers, teams, strict=True):
             members = [int(r[0]) for r in conn.execute(text(
@@ -132,11 +137,11 @@ def seed_org(engine: Engine, *, requests: int, seed: int) -> Org:
                               "AND org_unit_id = :t"), {"m": manager, "t": team})
         employees = [int(r[0]) for r in conn.execute(text("SELECT id FROM employee"))]
         first_user = _max_id(conn, "user_account") + 1
-        accounts = [{"id": first_user + i, "username": f"bench{emp}", "employee_id": emp,
-                     "password_hash": password_hash, "roles": [], "is_active": True,
-                     "created_at": now} for i, emp in enumerate(employees)]
-        _insert(conn, UserAccount.__table__, accounts)
-        org.accounts = {a["employee_id"]: (a["id"], a["username"]) for a in accounts}
+        org.accounts = {emp: (first_user + i, f"bench{emp}") for i, emp in enumerate(employees)}
+        _insert(conn, _table(UserAccount), [
+            {"id": user, "username": name, "employee_id": emp, "password_hash": password_hash,
+             "roles": [], "is_active": True, "created_at": now}
+            for emp, (user, name) in org.accounts.items()])
 
         # customers that are still with their finder: free to be in a new request
         free: dict[int, list[int]] = {}
@@ -192,9 +197,9 @@ def seed_org(engine: Engine, *, requests: int, seed: int) -> Org:
                     elif stage == "PENDING_APPROVAL":
                         step.update(status="PENDING", due_at=due)
                 steps.append(step)
-        _insert(conn, ReassignmentRequest.__table__, rows)
-        _insert(conn, RequestCustomer.__table__, links)
-        _insert(conn, ApprovalStep.__table__, steps)
+        _insert(conn, _table(ReassignmentRequest), rows)
+        _insert(conn, _table(RequestCustomer), links)
+        _insert(conn, _table(ApprovalStep), steps)
         if postgres:
             for table in ("employee", "user_account", "reassignment_request", "approval_step"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -379,7 +384,9 @@ def summarise(data: dict) -> tuple[list[Row], list[Row]]:
     """(per endpoint, per group) rows; a group pools its endpoints' samples."""
     samples: dict[str, list[float]] = data["samples"]
     errors: dict[str, list[str]] = data["errors"]
-    endpoints, pooled, group_errors = [], {}, {}
+    endpoints: list[Row] = []
+    pooled: dict[str, list[float]] = {}
+    group_errors: dict[str, int] = {}
     for name in sorted(samples):
         values = samples[name]
         group = name.split(":", 1)[0]
@@ -425,7 +432,7 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
-                say: callable) -> list[str]:  # type: ignore[valid-type]
+                say: Callable[[str], None]) -> list[str]:
     with database(backend, workdir) as url:
         migrate(url)
         engine = make_engine(url)

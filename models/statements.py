@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select, true
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import FromClause, Select
 from sqlmodel import Session, SQLModel
 
 from domain.commission import Rule
@@ -187,7 +187,7 @@ def list_statements(
         conditions.append(_LINE.employee_id == employee_id)
     if period is not None:
         conditions.append(_LINE.period == period)
-    lines = _LINES
+    lines: FromClause = _LINES
     if status is not None:  # unique per (employee, month): the join adds no keys
         lines = _LINES.outerjoin(_FINAL_TABLE, _final_of_line())
     keys = (select(_LINE.employee_id, _LINE.period).select_from(lines).where(*conditions)
