@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # hide_parameters: a database error's message (and so a logged traceback) leaves out the
     # statement's values, which may be names, phone numbers or e-mail addresses
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database  # None or "" or ":memory:" for an in-memory database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             if "poolclass" not in kwargs:
