@@ -40,7 +40,9 @@ def worker_kills(kills: int, gap_s: tuple[float, float]):  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize(("lifecycles", "kills", "gap_s", "timeout_s"), [
-    pytest.param(10, 3, (2.0, 6.0), 300, id="n10-k3"),
+    # 600 s: a worker killed while rendering a document holds that lifecycle until the
+    # render's 5 min start-to-close timeout lets another worker retry it (no heartbeat)
+    pytest.param(10, 3, (2.0, 6.0), 600, id="n10-k3", marks=pytest.mark.timeout(900)),
     pytest.param(100, 10, (3.0, 12.0), 1500, id="n100-k10", marks=SOAK),
 ])
 async def test_lifecycles_survive_worker_kills(tmp_path: Path, lifecycles: int, kills: int,
