@@ -148,6 +148,13 @@ PROBLEMS = {
     "delegation-not-found": N_("There is no such delegation of yours."),
     "policy-not-found": N_("There is no such policy version."),
     "validation-failed": N_("Some fields are not valid. Check the form and try again."),
+    "database-unavailable": N_("The database is unavailable right now. Nothing was changed; "
+                               "try again in a moment."),
+    "workflow-not-ready": N_("The request's process is catching up. Nothing was changed; try "
+                             "again in a moment."),
+    "text-contains-nul": N_("The text contains a character that cannot be stored. Remove it "
+                            "and try again."),
+    "number-out-of-range": N_("A number in the address or the form is too large."),
 }
 
 PROBLEM_TITLES = {
