@@ -15,7 +15,11 @@ with the agreement's version number; a retry returns the stored seal and never s
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 
 from sqlalchemy import case, func
@@ -323,6 +327,39 @@ def load_seal_evidence(session: Session, request_id: int, agreement_version: int
     return agreement, evidence
 
 
+HEARTBEAT_EVERY_S = 5.0
+
+
+@contextlib.contextmanager
+def _heartbeating() -> Iterator[None]:
+    """Heartbeat from a side thread while a long render or seal blocks this one.
+
+    The workflow gives these activities a short heartbeat timeout, so when a worker dies
+    mid-render Temporal retries elsewhere within seconds instead of after the 5-minute
+    start-to-close timeout (seen in the worker-kill runs: a request stalled in COMMUNICATION).
+    Outside an activity (direct calls in tests) it does nothing.
+    """
+    if not activity.in_activity():
+        yield
+        return
+    context = contextvars.copy_context()  # the activity's context, for the side thread
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_EVERY_S):
+            with contextlib.suppress(Exception):  # a late beat after completion is harmless
+                context.run(activity.heartbeat)
+
+    thread = threading.Thread(target=beat, name="render-heartbeat", daemon=True)
+    activity.heartbeat()
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 class DocumentActivities:
     def __init__(self, sessions: SessionFactory, timezone: str = "Asia/Shanghai",
                  seal: SealConfig | None = None) -> None:
@@ -340,7 +377,8 @@ class DocumentActivities:
         """
         with self._sessions() as session:  # read, then render outside any transaction
             data, language = load_report_data(session, request_id, window_end, self._timezone)
-        document = render_report(data, language)
+        with _heartbeating():
+            document = render_report(data, language)
         for attempt in (1, 2):
             try:
                 with self._sessions() as session:
@@ -364,7 +402,8 @@ class DocumentActivities:
         """
         with self._sessions() as session:  # read, then render outside any transaction
             data, language = load_agreement_data(session, request_id, self._timezone)
-        document = render_agreement(data, language)
+        with _heartbeating():
+            document = render_agreement(data, language)
         for attempt in (1, 2):
             try:
                 with self._sessions() as session:
@@ -402,7 +441,8 @@ class DocumentActivities:
                 certificate_subject=sealer.subject,
                 certificate_sha256=sealer.certificate_sha256, development=sealer.development,
                 timezone=self._timezone)
-        sealed = seal_agreement_pdf(agreement.pdf, evidence, sealer)  # outside a transaction
+        with _heartbeating():
+            sealed = seal_agreement_pdf(agreement.pdf, evidence, sealer)  # outside a transaction
         try:
             with self._sessions() as session:
                 document = RequestDocument(

@@ -51,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
 
 WRITE_TIMEOUT = timedelta(seconds=30)
 RENDER_TIMEOUT = timedelta(minutes=5)
+# renders and seals heartbeat every 5 s, so a worker that dies mid-render is noticed in
+# 30 s rather than at the 5-minute timeout
+RENDER_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # workflow.patched ids: histories recorded before a change replay along the old path
 PATCH_PERSONAL_REPORT = "personal-report-v1"
 PATCH_AGREEMENT = "agreement-and-seal-v1"
@@ -237,7 +240,8 @@ class ReassignmentWorkflow:
         sha256 = await workflow.execute_activity_method(
             DocumentActivities.render_personal_report,
             args=[self._state.request_id, self._window_end],
-            start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+            start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
+            retry_policy=WRITE_RETRY)
         self._state.report_sha256 = sha256
 
     async def _render_agreement(self) -> None:
@@ -247,7 +251,8 @@ class ReassignmentWorkflow:
         try:
             ref = await workflow.execute_activity_method(
                 DocumentActivities.render_agreement, self._state.request_id,
-                start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
+                retry_policy=WRITE_RETRY)
         finally:
             self._agreement_pending = False
         self._state.agreement_version, self._state.agreement_sha256 = ref.version, ref.sha256
@@ -533,7 +538,8 @@ class ReassignmentWorkflow:
             self._state.sealed_sha256 = await workflow.execute_activity_method(
                 DocumentActivities.seal_agreement,
                 args=[self._state.request_id, self._state.agreement_version],
-                start_to_close_timeout=RENDER_TIMEOUT, retry_policy=WRITE_RETRY)
+                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
+                retry_policy=WRITE_RETRY)
         return self._snapshot()
 
     @sign.validator
