@@ -15,9 +15,12 @@ async def test_two_lifecycles_each_side(db_url: str) -> None:
     baton, bare, shape = await measure(db_url, count=2, concurrency=2, activity_threads=4,
                                        worker_mode="inprocess", say=said.append)
     assert baton.failures == [] and bare.failures == []
-    # 3 approvals and the signature; the reminder timers of the levels, the protection timer
+    # 3 approvals and the signature; the reminder timers of the levels, the protection timer.
+    # Under load a reminder may fire before its approval arrives, moving it from cancelled to
+    # fired, so only the total of started timers is fixed.
     assert shape.updates == 4
-    assert shape.activities > 20 and shape.armed_timers >= 3
+    assert shape.activities > 20
+    assert shape.armed_timers + len(shape.fired_timers_s) >= 3
     assert len(baton.update_ms) == 2 * 3  # the approve round-trips through the API
     assert len(bare.update_ms) == 2 * shape.updates
     assert baton.per_second > 0 and bare.per_second > 0
