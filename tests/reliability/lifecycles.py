@@ -170,6 +170,9 @@ class Lifecycle:
     stage: str = ""
     finished_after_s: float | None = None
     actions: Counter[str] = field(default_factory=Counter)
+    # set by a fault that needs a request waiting for an approval: the driver leaves open
+    # levels alone until it is cleared (the drivers otherwise approve each level at once)
+    hold_approvals: bool = False
 
 
 async def drive(api: Api, lifecycle: Lifecycle, *, database_url: str, started: float,
@@ -195,7 +198,8 @@ async def drive(api: Api, lifecycle: Lifecycle, *, database_url: str, started: f
             lifecycle.finished_after_s = time.monotonic() - started
             return lifecycle
         live = detail.get("live")
-        if live and live["stage"] == "PENDING_APPROVAL" and live.get("current_level"):
+        if (live and live["stage"] == "PENDING_APPROVAL" and live.get("current_level")
+                and not lifecycle.hold_approvals):
             level = live["levels"][live["current_level"] - 1]
             if level["status"] == "PENDING":
                 n, approver = live["current_level"], level["approver_id"]

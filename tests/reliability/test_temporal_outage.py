@@ -54,6 +54,10 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
     async def faults(run: Run) -> list[str]:
         _seed, rng = fault_rng()
         stack, org, http = run.stack, run.stack.org, run.api.http
+        # keep one approve-path lifecycle waiting at its open level until Temporal is back,
+        # so the outage always meets a request that an approver could act on
+        held = run.flights[0]
+        held.hold_approvals = True
         await asyncio.sleep(rng.uniform(2.0, 6.0))
         rid, approver = await pending_approval(run)
         assert run.running(), "the lifecycles finished before the outage"
@@ -119,6 +123,7 @@ def temporal_outage(outage_s: float):  # type: ignore[no-untyped-def]
         lines.append(f"Temporal started at {restarted_at:.1f} s (down "
                      f"{back_at - down_at:.1f} s); frontend up after {frontend_s:.1f} s, "
                      f"both workers polling after {polling_s:.1f} s")
+        held.hold_approvals = False
         run.late_lifecycle()  # submits again with the same key: the saved request starts
         while run.first_action_after(back_at) is None and run.running():
             await asyncio.sleep(0.5)
