@@ -33,8 +33,11 @@ from workflows import search_attributes as sa
 _REQUEST_IDS = itertools.count(random.randint(10_000, 10_000_000))
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server per test. A shared one let a single failed test lock the
+    server's clock (or take the server down) for every later test: CI once saw 20 tests in
+    a row fail that way, then time out."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
         data_converter=TEST_DATA_CONVERTER,

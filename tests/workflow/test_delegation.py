@@ -19,6 +19,7 @@ from tests.workflow.test_paths import (
     notices,
     rejected_with,
     start_default,
+    wait_for,
 )
 
 HR = [Role.HR]
@@ -30,6 +31,13 @@ async def finish(handle, requester: int) -> None:
                                                                 reason="test finished"),
                                 result_type=ReassignmentState)
     assert (await handle.result()).stage == Stage.WITHDRAWN
+
+
+async def level_settled(h, request_id: int) -> None:
+    """The open level's notice goes out after its audit row is written, so once it is there
+    nothing of the level is in flight and the audit count only moves with the test's actions
+    (without this wait the count raced the level-1 audit row on a loaded machine)."""
+    await wait_for(lambda: notices(h, request_id, "APPROVAL_REQUESTED"))
 
 
 def steps_of(h, request_id: int) -> list[ApprovalStep]:
@@ -68,6 +76,7 @@ async def test_delegation_keeps_the_four_eyes_rules(harness):
     handle = await start_default(h)
     state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
     level1, level2 = state.levels[0].approver_id, state.levels[1].approver_id
+    await level_settled(h, state.request_id)
     before = audit_count(h)
     # standing in for someone who is not the approver of the open level
     cause = await rejected_with(handle, "approve",
@@ -100,6 +109,7 @@ async def test_hr_hands_a_pending_level_to_another_approver(harness):
     state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
     original = state.levels[0].approver_id
     substitute = org.director if original != org.director else org.ceo
+    await level_settled(h, state.request_id)
     before = audit_count(h)
     # only HR; not to a party of the request; and only the open level
     cause = await rejected_with(handle, "reassign_approval", ReassignApprovalInput(
