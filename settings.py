@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     activity_threads: int = Field(default=16, ge=1)
+    # slots for PDF renders and seals on the worker's documents task queue (they render one
+    # at a time per process; a second slot overlaps one's database work with another's render)
+    document_slots: int = Field(default=2, ge=1)
     # observability (issue 8; docs/OBSERVABILITY.md). Log lines as JSON for a log shipper, or
     # text (`cli.py dev` sets text for its children)
     log_format: Literal["json", "text"] = "json"

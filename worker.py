@@ -8,6 +8,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -36,7 +37,7 @@ from notifications.config import channels_from_settings
 from settings import get_settings
 from temporal_client import connect, worker_runtime
 from workflows.bulk import BulkReassignmentWorkflow
-from workflows.reassignment import ReassignmentWorkflow
+from workflows.reassignment import ReassignmentWorkflow, documents_task_queue
 from workflows.settlement import CommissionSettlementWorkflow
 from workflows.valuation import ValuationRefreshWorkflow
 
@@ -47,13 +48,64 @@ SETTLEMENT_SCHEDULE_ID = "baton-monthly-settlement"
 VALUATION_SCHEDULE_ID = "baton-nightly-valuation"
 
 
+class BatonWorker:
+    """Two temporalio workers run as one: the workflows and database activities on
+    `task_queue`, the PDF renders and seals on its documents queue with their own few slots
+    (a render holds its slot for seconds; the renders run one at a time per process anyway,
+    documents/report.py). Used like a temporalio Worker: `async with`, or run()/shutdown()."""
+
+    def __init__(self, main: Worker, documents: Worker) -> None:
+        self.main = main
+        self.documents = documents
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    @property
+    def is_running(self) -> bool:
+        return self.main.is_running and self.documents.is_running
+
+    async def run(self) -> None:
+        """Until shutdown(); if one worker fails, the other is shut down too."""
+        runs = [asyncio.ensure_future(w.run()) for w in (self.main, self.documents)]
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            for worker, running in zip((self.main, self.documents), runs, strict=True):
+                if not running.done():
+                    await worker.shutdown()
+
+    async def shutdown(self) -> None:
+        """Both at once, each with its graceful-shutdown timeout for running activities."""
+        await asyncio.gather(self.main.shutdown(), self.documents.shutdown())
+
+    async def __aenter__(self) -> BatonWorker:
+        await self.documents.__aenter__()
+        try:
+            await self.main.__aenter__()
+        except BaseException:
+            await self.documents.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # both shut down at once (each waits up to its graceful timeout), errors after both
+        results = await asyncio.gather(self.main.__aexit__(*exc_info),
+                                       self.documents.__aexit__(*exc_info),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
 def build_worker(
     client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8,
     timezone: str = "Asia/Shanghai", channels: DeliveryChannels | None = None,
     public_url: str = "http://localhost:8000",
-    graceful_shutdown: timedelta = timedelta(0),
-) -> Worker:
-    """A worker for Baton's workflows; sync activities run on a thread pool."""
+    graceful_shutdown: timedelta = timedelta(0), document_slots: int = 2,
+) -> BatonWorker:
+    """A worker for Baton's workflows; sync activities run on thread pools."""
     reassignment = ReassignmentActivities(sessions)
     settlement = SettlementActivities(sessions, timezone)
     valuation = ValuationActivities(sessions)
@@ -62,7 +114,7 @@ def build_worker(
     notifications = NotificationActivities(sessions, channels, public_url=public_url,
                                            timezone=timezone)
     bulk = BulkActivities(sessions)
-    return Worker(
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
@@ -76,6 +128,8 @@ def build_worker(
             settlement.recompute_open_period,
             settlement.finalize_settlement_period,
             valuation.refresh_valuations,
+            # still here for workflows that started before the documents queue (unpatched
+            # histories schedule them on the workflow's own queue)
             documents.render_personal_report,
             documents.render_agreement,
             documents.seal_agreement,
@@ -88,6 +142,17 @@ def build_worker(
         max_concurrent_activities=activity_threads,
         graceful_shutdown_timeout=graceful_shutdown,
     )
+    renders = Worker(
+        client,
+        task_queue=documents_task_queue(task_queue),
+        activities=[documents.render_personal_report, documents.render_agreement,
+                    documents.seal_agreement],
+        activity_executor=ThreadPoolExecutor(max_workers=document_slots,
+                                             thread_name_prefix="documents"),
+        max_concurrent_activities=document_slots,
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+    return BatonWorker(main, renders)
 
 
 async def ensure_settlement_schedule(client: Client, task_queue: str, timezone: str) -> None:
@@ -137,14 +202,15 @@ async def run() -> None:
                           settings.public_base_url,
                           # on SIGTERM, running activities get this long to finish before
                           # they are cancelled (compose's stop_grace_period is 30 s)
-                          graceful_shutdown=timedelta(seconds=20))
+                          graceful_shutdown=timedelta(seconds=20),
+                          document_slots=settings.document_slots)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        logging.info("worker polling task queue %s on %s", settings.task_queue,
-                     settings.temporal_address)
+        logging.info("worker polling task queues %s and %s on %s", settings.task_queue,
+                     documents_task_queue(settings.task_queue), settings.temporal_address)
         if settings.worker_metrics_address:
             logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
         await stop.wait()

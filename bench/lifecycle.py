@@ -373,7 +373,7 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def workers(client: Client, sessions: Any, task_queue: str, bare_queue: str,
-            activity_threads: int) -> tuple[Worker, Worker, Any]:
+            activity_threads: int) -> tuple[Any, Worker, Any]:
     """Baton's worker and the bare one, each with its own pool of `activity_threads`."""
     from concurrent.futures import ThreadPoolExecutor
 

@@ -60,11 +60,20 @@ PATCH_AGREEMENT = "agreement-and-seal-v1"
 # e-mail and group-robot delivery after each in-app notice, and the notices it added
 # (APPROVED to the requester; escalations delivered too)
 PATCH_DELIVERY = "notification-delivery"
+# renders and seals on their own task queue (documents_task_queue), so database writes never
+# wait for a render's activity slot
+PATCH_DOCUMENT_QUEUE = "documents-task-queue-v1"
 WRITE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SIGNABLE_STAGES = frozenset({Stage.COMMUNICATION, Stage.AWAITING_SIGNATURE})
 # bounded: about 8 minutes of retries, then the rows stay `failed` for HR to see
 DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=30), backoff_coefficient=2.0,
                              maximum_interval=timedelta(minutes=5), maximum_attempts=5)
+
+
+def documents_task_queue(task_queue: str) -> str:
+    """The queue of the document activities beside a worker's `task_queue`: the worker serves
+    both (worker.build_worker), and the workflow derives it from its own queue."""
+    return f"{task_queue}-documents"
 
 
 def _reject(kind: ActionRejection, message: str) -> ApplicationError:
@@ -239,7 +248,7 @@ class ReassignmentWorkflow:
         assert self._window_end is not None
         sha256 = await workflow.execute_activity_method(
             DocumentActivities.render_personal_report,
-            args=[self._state.request_id, self._window_end],
+            args=[self._state.request_id, self._window_end], task_queue=self._documents_queue(),
             start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
             retry_policy=WRITE_RETRY)
         self._state.report_sha256 = sha256
@@ -251,6 +260,7 @@ class ReassignmentWorkflow:
         try:
             ref = await workflow.execute_activity_method(
                 DocumentActivities.render_agreement, self._state.request_id,
+                task_queue=self._documents_queue(),
                 start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
                 retry_policy=WRITE_RETRY)
         finally:
@@ -538,6 +548,7 @@ class ReassignmentWorkflow:
             self._state.sealed_sha256 = await workflow.execute_activity_method(
                 DocumentActivities.seal_agreement,
                 args=[self._state.request_id, self._state.agreement_version],
+                task_queue=self._documents_queue(),
                 start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
                 retry_policy=WRITE_RETRY)
         return self._snapshot()
@@ -773,6 +784,12 @@ class ReassignmentWorkflow:
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
         )
         self._deliver(key, kind, params or {})
+
+    def _documents_queue(self) -> str | None:
+        """The documents queue; None (the workflow's own queue) along the old path."""
+        if not workflow.patched(PATCH_DOCUMENT_QUEUE):
+            return None
+        return documents_task_queue(workflow.info().task_queue)
 
     def _delivery_on(self) -> bool:
         return workflow.patched(PATCH_DELIVERY)
