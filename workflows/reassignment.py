@@ -63,6 +63,9 @@ PATCH_DELIVERY = "notification-delivery"
 # renders and seals on their own task queue (documents_task_queue), so database writes never
 # wait for a render's activity slot
 PATCH_DOCUMENT_QUEUE = "documents-task-queue-v1"
+# the sign Update answers once SIGNED is written; the seal follows on its own, and the main
+# path waits for it before ownership moves
+PATCH_SEAL_AFTER_SIGN = "seal-after-sign-v1"
 WRITE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SIGNABLE_STAGES = frozenset({Stage.COMMUNICATION, Stage.AWAITING_SIGNATURE})
 # bounded: about 8 minutes of retries, then the rows stay `failed` for HR to see
@@ -96,6 +99,8 @@ class ReassignmentWorkflow:
         self._appeal_paused_at: datetime | None = None
         self._agreement_pending = False
         self._deliveries: list[asyncio.Task[object]] = []
+        self._seal_after_sign = False
+        self._sealing: asyncio.Task[None] | None = None
 
     # --- main line ---------------------------------------------------------------------
 
@@ -137,6 +142,9 @@ class ReassignmentWorkflow:
         if self._closed():
             return await self._finish()
         if not self._signed and not await self._await_signature():
+            return await self._finish()
+        await self._await_seal()  # no transfer on an agreement that is not sealed yet
+        if self._closed():  # cancelled while the seal ran
             return await self._finish()
         await self._take_effect()
         return await self._finish()
@@ -382,6 +390,7 @@ class ReassignmentWorkflow:
 
     async def _finish(self) -> ReassignmentState:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._await_seal()  # a signed agreement is sealed whatever happens next
         # a delivery still retrying would be abandoned by a closed workflow: let it end (its
         # retry policy is bounded; its failure is recorded, never raised)
         while pending := [d for d in self._deliveries if not d.done()]:
@@ -535,23 +544,45 @@ class ReassignmentWorkflow:
     @workflow.update
     async def sign(self, inp: SignInput) -> ReassignmentState:
         self._check_signer(inp)
+        version = self._state.agreement_version
+        # decided before _signed wakes the main path, so that it knows a seal is coming
+        self._seal_after_sign = version is not None and workflow.patched(PATCH_SEAL_AFTER_SIGN)
         self._signed = True
         self._state.signed_at = workflow.now()
-        await self._record("SIGNED", actor_id=inp.actor_id, signature=SignatureWrite(
-            signer_id=inp.actor_id, decision="SIGNED", typed_name=inp.typed_name,
-            method=inp.method, ip=inp.ip, user_agent=inp.user_agent,
-            document_hash=inp.document_hash, credential_id=inp.credential_id),
-            detail={"agreement_version": self._state.agreement_version,
-                    "document_hash": inp.document_hash, "method": inp.method})
-        if self._state.agreement_version is not None:
-            # the organisation's PAdES seal over the signed agreement and its evidence page
-            self._state.sealed_sha256 = await workflow.execute_activity_method(
-                DocumentActivities.seal_agreement,
-                args=[self._state.request_id, self._state.agreement_version],
-                task_queue=self._documents_queue(),
-                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
-                retry_policy=WRITE_RETRY)
+        try:
+            await self._record("SIGNED", actor_id=inp.actor_id, signature=SignatureWrite(
+                signer_id=inp.actor_id, decision="SIGNED", typed_name=inp.typed_name,
+                method=inp.method, ip=inp.ip, user_agent=inp.user_agent,
+                document_hash=inp.document_hash, credential_id=inp.credential_id),
+                detail={"agreement_version": self._state.agreement_version,
+                        "document_hash": inp.document_hash, "method": inp.method})
+        except BaseException:
+            self._seal_after_sign = False  # nothing to seal: the main path must not wait
+            raise
+        if version is not None:
+            # the organisation's PAdES seal over the signed agreement and its evidence page: a
+            # render, so the answer does not wait for it (it timed out behind busy renders)
+            if self._seal_after_sign:
+                self._sealing = asyncio.create_task(self._seal(version))
+            else:
+                await self._seal(version)
         return self._snapshot()
+
+    async def _seal(self, agreement_version: int) -> None:
+        self._state.sealed_sha256 = await workflow.execute_activity_method(
+            DocumentActivities.seal_agreement, args=[self._state.request_id, agreement_version],
+            task_queue=self._documents_queue(),
+            start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT_TIMEOUT,
+            retry_policy=WRITE_RETRY)
+
+    async def _await_seal(self) -> None:
+        """The seal the sign Update starts once SIGNED is written (its failure fails the run;
+        a certificate that cannot be read is retried until the settings are fixed)."""
+        if self._seal_after_sign:
+            await workflow.wait_condition(
+                lambda: self._sealing is not None or not self._seal_after_sign)
+        if self._sealing is not None:
+            await self._sealing
 
     @sign.validator
     def _validate_sign(self, inp: SignInput) -> None:

@@ -32,7 +32,7 @@ from domain.workflow_dto import (
     ResolveAppealInput,
     SignInput,
 )
-from models import Assignment, RequestDocument, SignatureRecord
+from models import Assignment, AuditEvent, RequestDocument, SignatureRecord
 from settings import get_settings
 from tests.workflow.conftest import Harness, wait_stage, wait_until
 
@@ -97,9 +97,12 @@ async def test_sign_with_the_current_hash_takes_effect_and_the_seal_verifies(har
     assert (agreement.version, agreement.sha256) == (state.agreement_version,
                                                       state.agreement_sha256)
 
-    state = await handle.execute_update("sign", signed_input(org.sales_a1, state),
-                                        result_type=ReassignmentState)
-    assert state.sealed_sha256 is not None  # sealed within the sign update
+    answer = await handle.execute_update("sign", signed_input(org.sales_a1, state),
+                                         result_type=ReassignmentState)
+    # the answer does not wait for the seal (a render); the workflow seals right after
+    assert answer.signed_at is not None and answer.sealed_sha256 is None
+    state = await wait_until(handle, lambda s: s.sealed_sha256 is not None)
+    assert state.stage == Stage.COMMUNICATION  # sealed during the window, not at its end
     await h.env.sleep(timedelta(minutes=11))  # the rest of the communication window
     state = await wait_stage(handle, Stage.PROTECTION)
     assert "OWNERSHIP_TRANSFERRED" in [e.event for e in state.history]
@@ -119,6 +122,34 @@ async def test_sign_with_the_current_hash_takes_effect_and_the_seal_verifies(har
             SignatureRecord.request_id == state.request_id)).one()
     assert record.document_hash == agreement.sha256 and record.at == e.signed_at
     assert (await handle.result()).stage == Stage.COMPLETED
+    with h.sessions() as s:  # the seal is stored before ownership moves
+        events = [a.event_type for a in s.exec(select(AuditEvent).where(
+            AuditEvent.request_id == state.request_id).order_by(AuditEvent.chain_index)).all()]
+    assert events.index("AGREEMENT_SEALED") < events.index("OWNERSHIP_TRANSFERRED")
+
+
+async def test_signing_after_the_window_seals_before_ownership_moves(harness, seal_dir):
+    """Signed in AWAITING_SIGNATURE: the main path waits for the seal, then takes effect."""
+    h, org = harness, harness.org
+    moved = org.customers_a1[:2]
+    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
+                                      to_id=org.sales_a2, customers=moved)
+    await approve_all(h, handle)
+    state = await current_agreement(handle)
+    await h.env.sleep(timedelta(minutes=11))  # the window ends unsigned
+    state = await wait_stage(handle, Stage.AWAITING_SIGNATURE)
+    answer = await handle.execute_update("sign", signed_input(org.sales_a1, state),
+                                         result_type=ReassignmentState)
+    assert answer.sealed_sha256 is None and answer.stage == Stage.AWAITING_SIGNATURE
+    state = await wait_stage(handle, Stage.PROTECTION)
+    [sealed] = documents(h, state.request_id, "SEALED_AGREEMENT")
+    assert state.sealed_sha256 == sealed.sha256
+    assert verify_sealed_pdf(sealed.pdf, state.agreement_sha256, trust(seal_dir)).ok
+    with h.sessions() as s:
+        events = [a.event_type for a in s.exec(select(AuditEvent).where(
+            AuditEvent.request_id == state.request_id).order_by(AuditEvent.chain_index)).all()]
+    assert events.index("SIGNED") < events.index("AGREEMENT_SEALED") < events.index(
+        "OWNERSHIP_TRANSFERRED")
 
 
 async def test_decline_with_a_reason_leaves_ownership_and_seals_nothing(harness, seal_dir):
@@ -172,11 +203,10 @@ async def test_amended_terms_make_the_old_version_stale_and_the_new_one_signs(ha
         assert s.exec(select(SignatureRecord).where(
             SignatureRecord.request_id == state.request_id)).first() is None
 
-    signed = await handle.execute_update("sign", signed_input(org.sales_a1, state),
-                                         result_type=ReassignmentState)
-    assert signed.sealed_sha256 is not None
+    await handle.execute_update("sign", signed_input(org.sales_a1, state))
+    signed = await wait_until(handle, lambda s: s.sealed_sha256 is not None)
     [sealed] = documents(h, state.request_id, "SEALED_AGREEMENT")
-    assert sealed.version == 2
+    assert (sealed.version, sealed.sha256) == (2, signed.sealed_sha256)
     report = verify_sealed_pdf(sealed.pdf, state.agreement_sha256, trust(seal_dir))
     assert report.ok, report.problems
     await h.env.sleep(timedelta(minutes=15))
