@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -172,6 +173,11 @@ class Sealer:
         return fingerprint(self.certificate)
 
 
+# loaded sealers by (path, mtime_ns, size, password, development); see SealConfig.sealer
+_SEALERS: dict[tuple[Path, int, int, bytes | None, bool], Sealer] = {}
+_SEALERS_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class SealConfig:
     """Where the seal's certificate comes from (see settings.py)."""
@@ -192,20 +198,41 @@ class SealConfig:
         return self.pkcs12_path is None
 
     def sealer(self) -> Sealer:
-        """The signing key: the configured PKCS#12, else the development one (made once)."""
-        from pyhanko.sign.signers import SimpleSigner
+        """The signing key: the configured PKCS#12, else the development one (made once).
 
+        Loaded once per file version (path, modification time, size) and password: parsing
+        the PKCS#12 cost about 1% of a worker's time when it was done on every seal. A
+        replaced file (a rotated certificate) has another modification time and is loaded
+        again."""
         if self.pkcs12_path is not None:
             path, password = self.pkcs12_path, self.pkcs12_password
         else:
             path, _ = ensure_dev_certificate(self.dev_cert_dir)
             password = None
-        data, certs = _load_pkcs12(path, password)
-        signer = SimpleSigner.load_pkcs12_data(data, other_certs=certs[1:],
-                                               passphrase=password)
+        try:
+            stat = path.stat()
+        except OSError:
+            return self._load_sealer(path, password)  # raises SealError with the reason
+        key = (path, stat.st_mtime_ns, stat.st_size, password, self.development)
+        with _SEALERS_LOCK:
+            sealer = _SEALERS.get(key)
+        if sealer is None:
+            sealer = self._load_sealer(path, password)
+            with _SEALERS_LOCK:
+                for old in [k for k in _SEALERS if k[0] == path]:  # rotated-out versions
+                    del _SEALERS[old]
+                _SEALERS[key] = sealer
         if self.development:
             log.warning("sealing with the self-signed DEVELOPMENT certificate %s (no legal "
                         "effect; set BATON_SEAL_PKCS12_PATH for production)", path)
+        return sealer
+
+    def _load_sealer(self, path: Path, password: bytes | None) -> Sealer:
+        from pyhanko.sign.signers import SimpleSigner
+
+        data, certs = _load_pkcs12(path, password)
+        signer = SimpleSigner.load_pkcs12_data(data, other_certs=certs[1:],
+                                               passphrase=password)
         return Sealer(signer=signer, certificate=certs[0], development=self.development,
                       source=path)
 

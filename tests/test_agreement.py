@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,6 +263,26 @@ def test_a_configured_pkcs12_is_used_and_trusted(tmp_path, rendered):
     wrong = SealConfig(pkcs12_path=path, pkcs12_password=b"nope", dev_cert_dir=tmp_path)
     with pytest.raises(Exception, match="wrong password"):
         wrong.sealer()
+
+
+def test_the_loaded_seal_is_reused_until_the_file_is_replaced(tmp_path):
+    """Loaded once per file version; a rotated certificate takes effect at the next seal."""
+    first_made = SealConfig(None, None, tmp_path / "first").sealer()
+    second_made = SealConfig(None, None, tmp_path / "second").sealer()
+    path = tmp_path / "org.p12"
+    path.write_bytes(first_made.source.read_bytes())
+    config = SealConfig(pkcs12_path=path, pkcs12_password=None, dev_cert_dir=tmp_path / "x")
+    loaded = config.sealer()
+    assert config.sealer() is loaded  # not parsed again
+    assert loaded.certificate_sha256 == first_made.certificate_sha256
+
+    path.write_bytes(second_made.source.read_bytes())  # the rotation
+    stat = path.stat()  # a later mtime, even on a file system with coarse timestamps
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    rotated = config.sealer()
+    assert rotated is not loaded
+    assert rotated.certificate_sha256 == second_made.certificate_sha256
+    assert config.sealer() is rotated
 
 
 # --- the CLI --------------------------------------------------------------------------------
