@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -166,6 +167,9 @@ class Phase:
     update_ms: list[float] = field(default_factory=list)  # the measured Update round-trips
     refused: int = 0  # Updates sent before their step opened (409 / WRONG_STAGE), resent
     failures: list[str] = field(default_factory=list)
+    cpu_s: float | None = None  # every process of the run (see CpuMeter)
+    worker_cpu_s: float | None = None  # the worker process(es) alone
+    load: tuple[float, float, float] | None = None  # the 1/5/15-minute load average at the end
 
     @property
     def per_second(self) -> float:
@@ -180,8 +184,55 @@ def percentile(values: Sequence[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(p) - 1]
 
 
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of it and its reaped children), from Linux /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()  # from field 3 on: state, ppid, ...
+        stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+    return stats
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of process trees (Linux /proc): `roots` is everything of the run (this
+    process with the API and drivers, the worker processes, the Temporal dev server, and the
+    PostgreSQL postmaster, which pg_ctl detaches); `workers` the worker processes. CPU moves
+    much less than wall time when other people load the same cores."""
+
+    roots: list[int]
+    workers: list[int]
+
+    @staticmethod
+    def _tree(stats: dict[int, tuple[int, float]], roots: list[int]) -> float:
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in stats.items():
+            children.setdefault(parent, []).append(pid)
+        seen: set[int] = set()
+        todo = [r for r in roots if r in stats]
+        while todo:
+            pid = todo.pop()
+            if pid not in seen:
+                seen.add(pid)
+                todo.extend(children.get(pid, []))
+        return sum(stats[pid][1] for pid in seen)
+
+    def sample(self) -> tuple[float, float | None]:
+        stats = _proc_stats()
+        workers = self._tree(stats, self.workers) if self.workers else None  # inprocess: none
+        return self._tree(stats, self.roots), workers
+
+
 async def run_concurrently(count: int, concurrency: int,
-                           one: Callable[[int], Awaitable[None]], phase: Phase) -> None:
+                           one: Callable[[int], Awaitable[None]], phase: Phase,
+                           cpu: CpuMeter | None = None) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def guarded(i: int) -> None:
@@ -191,9 +242,16 @@ async def run_concurrently(count: int, concurrency: int,
             except Exception as err:  # noqa: BLE001  (counted and shown, not hidden)
                 phase.failures.append(f"#{i}: {type(err).__name__}: {err}"[:300])
 
+    before = cpu.sample() if cpu else None
     started = time.perf_counter()
     await asyncio.gather(*(guarded(i) for i in range(count)))
     phase.wall_s = time.perf_counter() - started
+    if cpu and before:
+        after = cpu.sample()
+        phase.cpu_s = after[0] - before[0]
+        if after[1] is not None and before[1] is not None:
+            phase.worker_cpu_s = after[1] - before[1]
+    phase.load = os.getloadavg()
 
 
 @dataclass
@@ -431,7 +489,8 @@ async def worker_process(address: str, url: str, task_queue: str, bare_queue: st
 
 @contextlib.asynccontextmanager
 async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable[[str], None],
-                processes: int = 1) -> AsyncIterator[tuple[Client, Any, Any, str, str]]:
+                processes: int = 1,
+                ) -> AsyncIterator[tuple[Client, Any, Any, str, str, list[int]]]:
     """The dev server, the API app in this process, and the two workers (in this process or
     in `processes` worker processes, each polling both task queues)."""
     import httpx
@@ -459,6 +518,7 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
         app = create_app(settings)
         app.state.temporal.use(env.client)
         async with contextlib.AsyncExitStack() as running:
+            pids: list[int] = []
             if worker_mode == "process":
                 pids = [await running.enter_async_context(worker_process(
                     address, url, task_queue, bare_queue, activity_threads))
@@ -473,7 +533,7 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
             transport = httpx.ASGITransport(app=app)
             http = await running.enter_async_context(httpx.AsyncClient(
                 transport=transport, base_url="http://baton.bench", timeout=120))
-            yield env.client, http, sessions, task_queue, bare_queue
+            yield env.client, http, sessions, task_queue, bare_queue, pids
     finally:
         await env.shutdown()
 
@@ -485,8 +545,9 @@ async def measure(url: str, count: int, concurrency: int, activity_threads: int,
 
     migrate(url)
     async with stack(url, activity_threads, worker_mode, say, processes) as (
-            client, http, sessions, _queue, bare_queue):
+            client, http, sessions, _queue, bare_queue, worker_pids):
         org, customers = seed(sessions, count + 1)
+        cpu = CpuMeter(roots=[os.getpid(), *postmaster_of(sessions)], workers=worker_pids)
         bench = Bench(client, http, sessions, org, customers)
         warm = Phase("warm-up", 1)
         started = time.perf_counter()
@@ -496,7 +557,7 @@ async def measure(url: str, count: int, concurrency: int, activity_threads: int,
 
         bare = Phase("bare", count)
         await run_concurrently(count, concurrency, lambda i: bench.bare_lifecycle(
-            i, shape, bare_queue, bare), bare)
+            i, shape, bare_queue, bare), bare, cpu)
         say(f"bare: {count} in {bare.wall_s:.1f} s, {len(bare.failures)} failed")
 
         baton = Phase("baton", count)
@@ -504,7 +565,7 @@ async def measure(url: str, count: int, concurrency: int, activity_threads: int,
         async def one(i: int) -> None:
             await bench.baton_lifecycle(i, baton)
 
-        await run_concurrently(count, concurrency, one, baton)
+        await run_concurrently(count, concurrency, one, baton, cpu)
         say(f"baton: {count} in {baton.wall_s:.1f} s, {len(baton.failures)} failed")
         for phase in (bare, baton):
             for failure in phase.failures[:5]:
@@ -512,15 +573,32 @@ async def measure(url: str, count: int, concurrency: int, activity_threads: int,
         return baton, bare, shape
 
 
+def postmaster_of(sessions: Any) -> list[int]:
+    """The PostgreSQL server's postmaster pid (a detached process), or none on SQLite."""
+    from sqlalchemy import text
+
+    with sessions() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return []
+        backend = int(session.exec(text("SELECT pg_backend_pid()")).scalar_one())
+    found = _proc_stats().get(backend)
+    return [found[0]] if found else []
+
+
 def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int) -> str:
     rows = [f"{'lifecycle':<9} {'count':>6} {'failed':>6} {'wall s':>8} {'per s':>7} "
-            f"{'upd p50 ms':>10} {'upd p95 ms':>10} {'upd p99 ms':>10} {'resent':>6}",
-            "-" * 82]
+            f"{'upd p50 ms':>10} {'upd p95 ms':>10} {'upd p99 ms':>10} {'resent':>6} "
+            f"{'cpu s':>7} {'wkr cpu s':>9} {'cpu s/lc':>8}  load avg",
+            "-" * 118]
     for p in (baton, bare):
+        per = p.cpu_s / (p.count - len(p.failures)) if p.cpu_s and p.count > len(
+            p.failures) else None
         rows.append(f"{p.name:<9} {p.count:>6} {len(p.failures):>6} {p.wall_s:>8.1f} "
                     f"{p.per_second:>7.2f} {percentile(p.update_ms, 50):>10.1f} "
                     f"{percentile(p.update_ms, 95):>10.1f} {percentile(p.update_ms, 99):>10.1f} "
-                    f"{p.refused:>6}")
+                    f"{p.refused:>6} {_num(p.cpu_s, 7, 1)} {_num(p.worker_cpu_s, 9, 1)} "
+                    f"{_num(per, 8, 2)}  "
+                    + (" ".join(f"{x:.1f}" for x in p.load) if p.load else "-"))
     throughput = baton.per_second / bare.per_second if bare.per_second else float("nan")
     p95 = percentile(baton.update_ms, 95) / percentile(bare.update_ms, 95)
     rows += [
@@ -533,8 +611,15 @@ def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int)
         f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight",
         "upd = baton: POST .../approve through the API (3 per lifecycle); bare: execute_update "
         "through the client (all of its Updates); resent = sent before the step opened",
+        "cpu s = every process of the run (API and drivers, workers, Temporal dev server, "
+        "PostgreSQL); wkr = the worker process(es); lc = completed lifecycle; load avg at the "
+        "phase's end (1/5/15 min)",
     ]
     return "\n".join(rows)
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

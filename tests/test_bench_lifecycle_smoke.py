@@ -24,5 +24,7 @@ async def test_two_lifecycles_each_side(db_url: str) -> None:
     assert len(baton.update_ms) == 2 * 3  # the approve round-trips through the API
     assert len(bare.update_ms) == 2 * shape.updates
     assert baton.per_second > 0 and bare.per_second > 0
+    # CPU of the run's processes, measured per side; no worker process in this mode
+    assert baton.cpu_s and bare.cpu_s and baton.worker_cpu_s is None and baton.load
     report = format_report(baton, bare, shape, concurrency=2)
     assert "throughput baton/bare" in report and "approve p95" in report
