@@ -26,9 +26,11 @@ import argparse
 import contextlib
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -92,6 +94,7 @@ class Generated:
     protected_at_year_end: int = 0
     boundary_orders: int = 0
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # of this process so far (Linux ru_maxrss), not of this run alone
 
 
 def _at(seconds: int) -> datetime:
@@ -245,10 +248,38 @@ def _build_book(rnd: random.Random, scale: Scale) -> _Book:
     return book
 
 
-def _order_rows(rnd: random.Random, scale: Scale, pinned: Sequence[tuple[int, int]],
-                timezone: str) -> tuple[list[dict], int]:
-    """All customer_order rows, ids in booking order (orders arrive over time); refunds last
-    their original by at least a minute and stay inside the year."""
+_KINDS = (OrderKind.ORDER.value, OrderKind.REFUND.value, OrderKind.CANCELLATION.value)
+
+
+@dataclass
+class _OrderEvents:
+    """Every order and refund as parallel typed arrays (8 bytes a field, not a dict a row), so
+    10^7 orders fit in memory; `by_booking` is each event's sequence number in booking order."""
+
+    at: array = field(default_factory=lambda: array("q"))
+    customer: array = field(default_factory=lambda: array("q"))
+    amount: array = field(default_factory=lambda: array("q"))
+    kind: array = field(default_factory=lambda: array("b"))
+    original: array = field(default_factory=lambda: array("q"))  # sequence number, -1: none
+    by_booking: array = field(default_factory=lambda: array("q"))
+    refunds: int = 0
+
+    def add(self, at: int, customer: int, amount: int, kind: int, original: int = -1) -> None:
+        self.at.append(at)
+        self.customer.append(customer)
+        self.amount.append(amount)
+        self.kind.append(kind)
+        self.original.append(original)
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+
+def _order_events(rnd: random.Random, scale: Scale,
+                  pinned: Sequence[tuple[int, int]]) -> _OrderEvents:
+    """All customer_order events; refunds last their original by at least a minute and stay
+    inside the year. Draws the same random numbers in the same order as the list-of-dicts
+    generator it replaces, so the data (and the figures' totals) are unchanged."""
     n_refunds = round(scale.orders * scale.refund_pct / 100)
     n_originals = max(1, scale.orders - n_refunds)
     weights = [rnd.lognormvariate(0, 1) for _ in range(scale.customers)]
@@ -258,19 +289,21 @@ def _order_rows(rnd: random.Random, scale: Scale, pinned: Sequence[tuple[int, in
         cum.append(total)
     pinned = list(pinned)[:n_originals]
     n_random = n_originals - len(pinned)
-    customers = rnd.choices(range(1, scale.customers + 1), cum_weights=cum, k=n_random)
-    # (seconds, sequence, customer, amount, kind, original sequence)
-    events: list[tuple[int, int, int, int, str, int | None]] = []
+    customers = array("q", rnd.choices(range(1, scale.customers + 1), cum_weights=cum,
+                                       k=n_random))
+    events = _OrderEvents()
+    order, refund, cancellation = range(3)
     for customer, at in pinned:
-        events.append((at, len(events), customer, _amount(rnd), OrderKind.ORDER.value, None))
+        events.add(at, customer, _amount(rnd), order)
     for customer in customers:
-        events.append((rnd.randrange(YEAR_SECONDS), len(events), customer, _amount(rnd),
-                       OrderKind.ORDER.value, None))
-    originals = list(events)
+        events.add(rnd.randrange(YEAR_SECONDS), customer, _amount(rnd), order)
+    del customers
+    originals = range(len(events))
     refunded: set[int] = set()
     made = 0
     while made < n_refunds and len(refunded) < len(originals):
-        at, seq, customer, amount, _, _ = rnd.choice(originals)
+        seq = rnd.choice(originals)
+        at, customer, amount = events.at[seq], events.customer[seq], events.amount[seq]
         room = YEAR_SECONDS - 1 - at
         if room < 120 or amount < 2 or seq in refunded:
             refunded.add(seq)
@@ -281,35 +314,50 @@ def _order_rows(rnd: random.Random, scale: Scale, pinned: Sequence[tuple[int, in
             part = rnd.randint(1, amount - 1)
             second_at = first_at + rnd.randint(1, max(1, min(YEAR_SECONDS - 1 - first_at,
                                                                30 * DAY)))
-            events.append((first_at, len(events), customer, -part, OrderKind.REFUND.value, seq))
-            events.append((second_at, len(events), customer, -(amount - part),
-                           OrderKind.CANCELLATION.value, seq))
+            events.add(first_at, customer, -part, refund, seq)
+            events.add(second_at, customer, -(amount - part), cancellation, seq)
             made += 2
         elif rnd.random() < 0.5:
-            events.append((first_at, len(events), customer, -amount,
-                           OrderKind.CANCELLATION.value, seq))
+            events.add(first_at, customer, -amount, cancellation, seq)
             made += 1
         else:
-            events.append((first_at, len(events), customer, -rnd.randint(1, amount),
-                           OrderKind.REFUND.value, seq))
+            events.add(first_at, customer, -rnd.randint(1, amount), refund, seq)
             made += 1
-    events.sort()
-    id_of = {seq: i for i, (_, seq, *_rest) in enumerate(events, start=1)}
+    events.refunds = len(events) - n_originals
+    # booking order = (at, sequence), packed into one integer per event to sort compactly
+    count, earliest = len(events), min(events.at)
+    keys = sorted((at - earliest) * count + seq for seq, at in enumerate(events.at))
+    events.by_booking = array("q", (key % count for key in keys))
+    return events
+
+
+def _order_row_chunks(events: _OrderEvents, timezone: str,
+                      size: int = CHUNK) -> Iterator[list[dict]]:
+    """customer_order rows, ids in booking order, `size` rows at a time: only one chunk of
+    dicts exists at once."""
+    id_of = array("q", bytes(8 * len(events)))
+    for i, seq in enumerate(events.by_booking, start=1):
+        id_of[seq] = i
     hour_period: dict[int, str] = {}  # month edges fall on whole hours in UTC
     lines = ("hardware", "software", "services", "support")
-    rows = []
-    for i, (at, _seq, customer, amount, kind, original) in enumerate(events, start=1):
+    rows: list[dict] = []
+    for i, seq in enumerate(events.by_booking, start=1):
+        at, customer, original = events.at[seq], events.customer[seq], events.original[seq]
         booked = _at(at)
         period = hour_period.get(at // 3600)
         if period is None:
             period = hour_period[at // 3600] = period_of(_at(at - at % 3600), timezone)
-        rows.append({"id": i, "external_id": f"BENCH-{i:08d}", "kind": kind,
-                     "original_order_id": None if original is None else id_of[original],
-                     "customer_id": customer, "amount_fen": amount, "currency": "CNY",
-                     "booked_at": booked, "period": period,
+        rows.append({"id": i, "external_id": f"BENCH-{i:08d}", "kind": _KINDS[events.kind[seq]],
+                     "original_order_id": None if original < 0 else id_of[original],
+                     "customer_id": customer, "amount_fen": events.amount[seq],
+                     "currency": "CNY", "booked_at": booked, "period": period,
                      "product_line": lines[customer % 4], "content_hash": "",
                      "received_at": booked})
-    return rows, len(events) - n_originals
+        if len(rows) == size:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
 
 
 def _amount(rnd: random.Random) -> int:
@@ -326,13 +374,14 @@ _ORDER_COLUMNS = ("id", "external_id", "kind", "original_order_id", "customer_id
                   "content_hash", "received_at")
 
 
-def _copy_orders(conn: Connection, rows: list[dict]) -> None:
+def _copy_orders(conn: Connection, chunks: Iterable[list[dict]]) -> None:
     """PostgreSQL: COPY is several times faster than multi-row INSERTs."""
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(
             f"COPY customer_order ({', '.join(_ORDER_COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in _ORDER_COLUMNS])
+        for rows in chunks:
+            for row in rows:
+                copy.write_row([row[c] for c in _ORDER_COLUMNS])
 
 
 def generate(engine: Engine, scale: Scale, timezone: str = TIMEZONE) -> Generated:
@@ -340,7 +389,8 @@ def generate(engine: Engine, scale: Scale, timezone: str = TIMEZONE) -> Generate
     started = time.perf_counter()
     rnd = random.Random(scale.seed)
     book = _build_book(rnd, scale)
-    orders, refunds = _order_rows(rnd, scale, book.pinned, timezone)
+    orders = _order_events(rnd, scale, book.pinned)
+    chunks = _order_row_chunks(orders, timezone)
     policy = {"id": 1, "name": "bench", "version": 1, "status": PolicyStatus.PUBLISHED,
               "rules": bench_policy_rules().model_dump(mode="json"),
               "published_at": _at(HISTORY_START)}
@@ -355,13 +405,14 @@ def generate(engine: Engine, scale: Scale, timezone: str = TIMEZONE) -> Generate
         _insert(conn, RequestCustomer.__table__, book.request_customers)
         _insert(conn, Assignment.__table__, book.assignments)
         if postgres:
-            _copy_orders(conn, orders)
+            _copy_orders(conn, chunks)
             for table in ("org_unit", "employee", "policy_version", "commission_plan",
                           "customer", "reassignment_request", "assignment", "customer_order"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                   f"(SELECT max(id) FROM {table}))"))
         else:
-            _insert(conn, Order.__table__, orders)
+            for rows in chunks:
+                conn.execute(insert(Order.__table__), rows)
     # fresh statistics, as autovacuum would gather on PostgreSQL; same for both contenders
     if postgres:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -370,12 +421,13 @@ def generate(engine: Engine, scale: Scale, timezone: str = TIMEZONE) -> Generate
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
     return Generated(
-        orders=len(orders), refunds=refunds, customers=len(book.customers),
+        orders=len(orders), refunds=orders.refunds, customers=len(book.customers),
         salespeople=len(book.employees) - 1, plans=len(book.plans),
         requests=len(book.requests), reassigned=len({r["customer_ids"][0] for r in book.requests
                                                      if r["effective_at"] >= YEAR_START}),
         protected_at_year_end=book.protected_at_year_end, boundary_orders=len(book.pinned),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 # --- the contenders --------------------------------------------------------------------------
@@ -632,7 +684,7 @@ def measure(url: str, backend: str, scale: Scale, *, say: Callable[[str], None] 
         say(f"{backend} {scale.orders:,}: generated {generated.orders:,} orders "
             f"({generated.refunds:,} refunds), {generated.reassigned:,} reassigned customers "
             f"({generated.protected_at_year_end:,} still protected at year end) "
-            f"in {generated.seconds:.1f} s")
+            f"in {generated.seconds:.1f} s; peak RSS so far {generated.peak_rss_mb:,.0f} MB")
         clock = Clock(engine)
         floor_totals(engine)  # warm-up, untimed: both contenders then run on a warm cache
         with clock.measure() as settlement:
