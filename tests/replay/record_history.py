@@ -52,7 +52,7 @@ TIMEZONE = "Asia/Shanghai"
 
 # the file each kind writes unless --name says otherwise; bump the suffix on a new patch
 DEFAULT_NAMES = {
-    "reassignment": "full_lifecycle_v5_delegation_escalation_amend",
+    "reassignment": "full_lifecycle_v6_documents_queue_seal_after_sign",
     "settlement": "settlement_v1",
     "valuation": "valuation_refresh_v1",
     "bulk": "bulk_v1",

@@ -64,3 +64,28 @@ async def test_replay(path: Path):
     assert result.replay_failure is None, (
         f"{path.name} ({_workflow_type(history)}) no longer replays: a workflow change "
         f"needs workflow.patched (docs/WORKFLOW-CHANGES.md): {result.replay_failure}")
+
+
+def test_the_newest_lifecycle_renders_on_the_documents_queue_and_seals_after_the_sign():
+    """The v6 history records the patched paths (documents-task-queue-v1, seal-after-sign-v1),
+    so replaying it exercises them: every render and the seal on `<queue>-documents`, and the
+    seal scheduled after the sign Update has answered."""
+    history = _load(Path(__file__).parent / "histories"
+                    / "full_lifecycle_v6_documents_queue_seal_after_sign.json")
+    events = history.events
+    queue = events[0].workflow_execution_started_event_attributes.task_queue.name
+    scheduled = [(i, e.activity_task_scheduled_event_attributes) for i, e in enumerate(events)
+                 if e.HasField("activity_task_scheduled_event_attributes")]
+    documents = {"render_personal_report", "render_agreement", "seal_agreement"}
+    queues = {(a.activity_type.name, a.task_queue.name) for _, a in scheduled}
+    assert {q for name, q in queues if name in documents} == {f"{queue}-documents"}
+    assert {q for name, q in queues if name not in documents} == {queue}
+    accepts = [e.workflow_execution_update_accepted_event_attributes for e in events
+               if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    accepted = {a.protocol_instance_id: a.accepted_request.input.name for a in accepts}
+    [sign_answered] = [i for i, e in enumerate(events)
+                       if e.HasField("workflow_execution_update_completed_event_attributes")
+                       and accepted[e.workflow_execution_update_completed_event_attributes
+                                    .meta.update_id] == "sign"]
+    [seal] = [i for i, a in scheduled if a.activity_type.name == "seal_agreement"]
+    assert seal > sign_answered
