@@ -13,7 +13,10 @@ steps (so the approvers' inboxes hold work, some overdue), and two settled month
 lines and final statements). Then it starts the API as real uvicorn processes on loopback
 (`--workers`, default 2, one per core here) with no Temporal reachable (the request detail then
 answers from the database, `live` empty), and runs locust headless with `--users` clients and
-no think time for `--duration` seconds. Bearer tokens are made once, before the run.
+no think time for `--duration` seconds (saturation: `--users` requests always in flight). With
+`--think-time MIN MAX` a second run follows on the same database and API processes, each client
+waiting MIN..MAX seconds between requests like a person reading a page (`--think-only` skips
+the saturation run). Bearer tokens are made once, before the run.
 
 It prints p50/p95/p99 per endpoint and per group, the error count, and the ratio of each to
 the baseline: GET /healthz (touches nothing) in the same mix, under the same load. Goals: p99
@@ -339,11 +342,14 @@ def api_server(url: str, workdir: Path, workers: int, *, profile: Path | None = 
 
 
 def run_locust(base: str, plan: Path, workdir: Path, *, users: int, duration: int,
-               spawn_rate: int) -> dict:
+               spawn_rate: int, think: tuple[float, float] | None = None) -> dict:
     samples = workdir / "samples.json"
     samples.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_API_PLAN": str(plan), "BENCH_API_SAMPLES": str(samples),
            "PYTHONPATH": str(ROOT)}
+    env.pop("BENCH_API_THINK", None)
+    if think is not None:
+        env["BENCH_API_THINK"] = f"{think[0]},{think[1]}"
     # --stop-timeout: requests still in flight when the time is up finish and are counted
     # (longer than the 30 s pool and busy timeouts, so a slow one is not silently dropped)
     result = subprocess.run(
@@ -411,12 +417,12 @@ def format_rows(backend: str, rows: list[Row], baseline: Row | None, duration: i
         goal = GOALS_MS.get(r.name.split(":", 1)[0])
         verdict = "" if goal is None else ("  ok" if r.p99 <= goal and not r.errors
                                            else f"  MISSED (p99 goal {goal:.0f} ms)")
-        out.append(f"{backend:<9} {r.name:<38} {r.count:>7} {r.count / duration:>6.0f} "
+        out.append(f"{backend:<13} {r.name:<34} {r.count:>7} {r.count / duration:>6.0f} "
                    f"{r.errors:>6} {r.p50:>7.1f} {r.p95:>7.1f} {r.p99:>7.1f}{ratio}{verdict}")
     return out
 
 
-HEADER = (f"{'backend':<9} {'endpoint / group':<38} {'reqs':>7} {'req/s':>6} {'errors':>6} "
+HEADER = (f"{'backend':<13} {'endpoint / group':<34} {'reqs':>7} {'req/s':>6} {'errors':>6} "
           f"{'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'x p50':>7} {'x p95':>7} {'x p99':>7}")
 
 
@@ -451,30 +457,57 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
         plan = workdir / "plan.json"
         make_plan(org, plan)
         profile = workdir / f"profile-{backend}.html" if args.profile else None
+        models: list[tuple[str, tuple[float, float] | None]] = []
+        if not args.think_only:
+            models.append((backend, None))
+        if args.think_time is not None:
+            models.append((f"{backend}/think", (args.think_time[0], args.think_time[1])))
+        lines: list[str] = []
         with api_server(url, workdir, args.workers, profile=profile) as server:
             processes = ("1 process under pyinstrument" if profile
                          else f"{args.workers} uvicorn workers")
-            say(f"{backend}: API at {server.base} ({processes}); {args.users} clients for "
-                f"{args.duration} s")
-            cpu_before = server.cpu_seconds()
-            data = run_locust(server.base, plan, workdir, users=args.users,
-                              duration=args.duration, spawn_rate=args.spawn_rate)
-            api_cpu = server.cpu_seconds() - cpu_before
+            for label, think in models:
+                lines += run_load_model(label, think, server, plan, workdir, args, processes,
+                                        say)
         if profile is not None and args.keep_profile:
             kept = Path(args.keep_profile) / profile.name
             kept.write_bytes(profile.read_bytes())
             say(f"{backend}: profile in {kept}")
-        endpoints, groups = summarise(data)
-        for name, messages in data["errors"].items():
-            say(f"{backend}: {len(messages)} errors on {name}, e.g. {messages[0]}")
-        baseline = next((g for g in groups if g.name == "baseline"), None)
-        requests = sum(g.count for g in groups)
-        say(f"{backend}: {requests:,} requests; the API processes used {api_cpu:.1f} CPU s "
-            f"({1000 * api_cpu / max(1, requests):.1f} ms per request, all endpoints)")
-        return (format_rows(backend, endpoints, baseline, args.duration) + ["-" * 130]
-                + format_rows(backend, groups, baseline, args.duration)
-                + [f"{backend:<9} API CPU {1000 * api_cpu / max(1, requests):.1f} ms per "
-                   f"request ({api_cpu:.1f} s for {requests:,} requests)", "=" * 130])
+        return lines
+
+
+def run_load_model(label: str, think: tuple[float, float] | None, server: Server, plan: Path,
+                   workdir: Path, args: argparse.Namespace, processes: str,
+                   say: Callable[[str], None]) -> list[str]:
+    """One locust run against the running API; its rows, labelled `label`."""
+    model = ("no think time (saturation)" if think is None
+             else f"think time {think[0]:g}-{think[1]:g} s")
+    say(f"{label}: API at {server.base} ({processes}); {args.users} clients, {model}, for "
+        f"{args.duration} s; load average {os.getloadavg()[0]:.1f}")
+    cpu_before = server.cpu_seconds()
+    data = run_locust(server.base, plan, workdir, users=args.users, duration=args.duration,
+                      spawn_rate=args.spawn_rate, think=think)
+    api_cpu = server.cpu_seconds() - cpu_before
+    load = os.getloadavg()
+    endpoints, groups = summarise(data)
+    for name, messages in data["errors"].items():
+        say(f"{label}: {len(messages)} errors on {name}, e.g. {messages[0]}")
+    baseline = next((g for g in groups if g.name == "baseline"), None)
+    requests = sum(g.count for g in groups)
+    achieved = requests / args.duration
+    # without think time the clients offer whatever the API can take; with it, at most
+    # users / mean think time (less by the response times)
+    offered = ("unbounded (each client asks again at once)" if think is None
+               else f"<= {args.users / ((think[0] + think[1]) / 2):.0f} req/s")
+    per_request = 1000 * api_cpu / max(1, requests)
+    say(f"{label}: {requests:,} requests ({achieved:.0f} req/s achieved, offered {offered}); "
+        f"the API processes used {api_cpu:.1f} CPU s ({per_request:.1f} ms per request, all "
+        f"endpoints); load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return (format_rows(label, endpoints, baseline, args.duration) + ["-" * 130]
+            + format_rows(label, groups, baseline, args.duration)
+            + [f"{label:<9} {model}: achieved {achieved:.0f} req/s, offered {offered}; API CPU "
+               f"{per_request:.1f} ms per request ({api_cpu:.1f} s for {requests:,} requests); "
+               f"load average {load[0]:.1f}", "=" * 130])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -491,6 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spawn-rate", type=int, default=100)
     parser.add_argument("--duration", type=int, default=60, help="seconds per backend")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--think-time", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        default=None,
+                        help="also run with each client waiting MIN..MAX s between requests "
+                             "(after the saturation run, same database and API)")
+    parser.add_argument("--think-only", action="store_true",
+                        help="with --think-time: skip the saturation run")
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument("--profile", action="store_true",
                         help="one API process under pyinstrument instead of --workers")
@@ -498,6 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="copy the profile's HTML here (with --profile)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.think_only and args.think_time is None:
+        parser.error("--think-only needs --think-time MIN MAX")
+    if args.think_time is not None and not 0 <= args.think_time[0] <= args.think_time[1]:
+        parser.error("--think-time needs 0 <= MIN <= MAX")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
 
     def say(message: str) -> None:

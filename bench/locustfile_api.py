@@ -4,7 +4,8 @@ Reads the plan that bench.api_load wrote (BENCH_API_PLAN: tokens by persona and 
 for) and records every response's time and outcome, by endpoint name, to BENCH_API_SAMPLES
 (JSON) when locust quits, so that the benchmark computes exact percentiles per endpoint group
 instead of reading locust's rounded ones. Endpoint names start with their group:
-"baseline:", "detail:", "list:", "inbox:".
+"baseline:", "detail:", "list:", "inbox:". BENCH_API_THINK ("MIN,MAX" seconds) makes each
+client wait that long between requests, like a person reading a page; unset, no think time.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, between, constant, events, task
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["BENCH_API_PLAN"]).read_text())
 SAMPLES: dict[str, list[float]] = {}
 ERRORS: dict[str, list[str]] = {}
+THINK = os.environ.get("BENCH_API_THINK", "")
 
 
 @events.request.add_listener
@@ -40,9 +42,10 @@ def _auth(token: str) -> dict[str, str]:
 
 
 class BatonUser(FastHttpUser):
-    """One client: no think time, so 100 of them keep 100 requests in flight."""
+    """One client. Without think time 100 of them keep 100 requests in flight (saturation);
+    with it each waits MIN..MAX seconds after every answer."""
 
-    wait_time = constant(0)
+    wait_time = (between(*(float(v) for v in THINK.split(",", 1))) if THINK else constant(0))
 
     def _get(self, name: str, path: str, token: str | None, **params: Any) -> None:
         headers = _auth(token) if token else {}

@@ -47,16 +47,38 @@ def test_seed_gives_approvers_work_and_everyone_an_account(engine: Engine, tmp_p
     assert all(p["team"] for p in plan["personas"]["manager"])
 
 
+def _group_requests(out: str, label: str) -> dict[str, int]:
+    """Requests per group in the rows labelled `label`; asserts each has some and no errors."""
+    counts = {}
+    for group in GROUPS:
+        row = re.search(rf"^{re.escape(label)}\s+{group}\s+(\d+)\s+\d+\s+(\d+)\s", out,
+                        re.MULTILINE)
+        assert row, f"no {label} {group} row in:\n{out}"
+        requests, errors = int(row.group(1)), int(row.group(2))
+        assert requests > 0 and errors == 0, row.group(0)
+        counts[group] = requests
+    return counts
+
+
 @pytest.mark.timeout(600)
 def test_a_short_load_run_has_every_group_and_no_errors(capsys: pytest.CaptureFixture[str],
                                                         tmp_path: Path) -> None:
+    # both load models against the same seeded database: saturation, then 4 clients that
+    # wait 0.5-1 s between requests
     assert main(["--backend", "sqlite", "--customers", "300", "--orders", "3000",
-                 "--salespeople", "20", "--requests", "40", "--users", "4", "--duration", "4",
-                 "--workers", "1", "--workdir", str(tmp_path)]) == 0
+                 "--salespeople", "20", "--requests", "40", "--users", "4", "--duration", "6",
+                 "--workers", "1", "--think-time", "0.5", "1", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for group in GROUPS:
-        row = re.search(rf"^sqlite\s+{group}\s+(\d+)\s+\d+\s+(\d+)\s", out, re.MULTILINE)
-        assert row, f"no {group} row in:\n{out}"
-        requests, errors = int(row.group(1)), int(row.group(2))
-        assert requests > 0 and errors == 0, row.group(0)
-    assert "API CPU" in out
+    saturation = _group_requests(out, "sqlite")
+    thinking = _group_requests(out, "sqlite/think")
+    assert "no think time (saturation)" in out and "think time 0.5-1 s" in out
+    assert out.count("API CPU") >= 2
+    # 4 clients waiting 0.5-1 s each can offer at most 4 / 0.5 * 6 = 48 requests in 6 s
+    assert sum(thinking.values()) <= 48 < sum(saturation.values())
+
+
+def test_think_time_arguments_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        main(["--think-only"])
+    with pytest.raises(SystemExit):
+        main(["--think-time", "2", "1"])
