@@ -111,6 +111,37 @@ async def test_the_inbox_lists_what_waits_for_me_overdue_first(
     assert 'href="/app/approvals"' not in (await sales.get("/app")).text
 
 
+async def test_the_inbox_is_paged_and_counted_in_the_database(
+        api: Api, browsers: dict[int, Browser], monkeypatch: pytest.MonkeyPatch) -> None:
+    from web.routes import approvals
+
+    monkeypatch.setattr(approvals, "INBOX_PAGE_SIZE", 2)
+    org = api.org
+    ids = await _four_requests(api)
+    director = await login_as(api, browsers, org.director, lang="en")
+    first = await director.get("/app/approvals")
+    assert inbox_ids(first.text) == [ids[1], ids[2]]
+    assert 'href="/app/approvals?page=2" rel="next"' in first.text
+    assert 'rel="prev"' not in first.text
+    assert "Page 1 of 2" in first.text
+    second = await director.get("/app/approvals?page=2")
+    assert inbox_ids(second.text) == [ids[0]]
+    assert 'href="/app/approvals?page=1" rel="prev"' in second.text
+    assert 'rel="next"' not in second.text
+    for page in (first, second):  # the totals are the whole inbox's, not the page's
+        assert "3 requests wait for your decision." in page.text and "1 is overdue." in page.text
+        assert re.search(r'data-nav-count>3<', page.text)
+    beyond = await director.get("/app/approvals?page=9")
+    assert beyond.status_code == 200 and inbox_ids(beyond.text) == []
+    assert 'href="/app/approvals?page=8" rel="prev"' in beyond.text
+    assert (await director.get("/app/approvals?page=0")).status_code == 422
+    zh = await login_as(api, browsers, org.legal_head, lang="zh-CN")
+    monkeypatch.setattr(approvals, "INBOX_PAGE_SIZE", 1)
+    open_level(api, ids[0], org.legal_head, due_in=timedelta(hours=5), level=2, role="legal")
+    r = await zh.get("/app/approvals")
+    assert "第 1 页，共 2 页" in r.text and "下一页" in r.text
+
+
 async def test_a_delegate_sees_and_decides_on_behalf_of_the_approver(
         api: Api, browsers: dict[int, Browser], accepting: FakeTemporal) -> None:
     org = api.org

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, or_
+from sqlalchemy import and_, bindparam, case, func, or_, text
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -53,6 +53,7 @@ router = APIRouter()
 APPROVALS_PATH = "/app/approvals"
 COMMENT_MAX = 2000
 RECENT_DECISIONS = 10
+INBOX_PAGE_SIZE = 50
 NOTICES = {"approved", "rejected"}
 
 
@@ -83,35 +84,69 @@ def _capacity(me: int, delegators: list[int], step: ApprovalStep) -> tuple[str, 
     return None
 
 
-def waiting_for(scope: Scope, now: datetime) -> list[Waiting]:
-    """Open levels of requests in scope that wait for the caller: overdue first, then by the
-    SLA's due time, then the oldest request."""
+def _escalated_to_any(ids: list[int], dialect: str) -> Any:
+    """SQL: the step's escalated_to (a JSON array of employee ids) holds one of `ids`."""
+    if dialect == "postgresql":
+        sql = ("EXISTS (SELECT 1 FROM json_array_elements_text(approval_step.escalated_to) "
+               "AS escalated(id) WHERE escalated.id::bigint IN :escalation_ids)")
+    else:
+        sql = ("EXISTS (SELECT 1 FROM json_each(approval_step.escalated_to) "
+               "WHERE json_each.value IN :escalation_ids)")
+    return text(sql).bindparams(bindparam("escalation_ids", value=ids, expanding=True))
+
+
+def _waiting_clauses(scope: Scope) -> list[Any]:
+    """The open levels of requests in scope that wait for the caller, as SQL, so that the page
+    and the badge count them in the database (_capacity says in which capacity)."""
     me = scope.actor.employee_id
-    delegators = scope.delegators
-    query = (select(ApprovalStep, ReassignmentRequest)
-             .join(ReassignmentRequest, col(ReassignmentRequest.id) == ApprovalStep.request_id)
-             .where(ApprovalStep.status == LevelStatus.PENDING.value,
-                    ReassignmentRequest.stage == Stage.PENDING_APPROVAL,
-                    # only levels that can wait for me (_capacity decides): mine, my
-                    # delegators', or escalated ones; not every open level in my scope
-                    or_(col(ApprovalStep.approver_id).in_([me, *delegators]),
-                        func.json_array_length(ApprovalStep.escalated_to) > 0)))
+    mine = [me, *scope.delegators]  # as approver, or standing in for one
+    clauses: list[Any] = [
+        ApprovalStep.status == LevelStatus.PENDING.value,
+        ReassignmentRequest.stage == Stage.PENDING_APPROVAL,
+        ReassignmentRequest.requester_id != me,  # the four-eyes rule: never one's own request
+        or_(col(ApprovalStep.approver_id).in_(mine),
+            and_(func.json_array_length(ApprovalStep.escalated_to) > 0,
+                 _escalated_to_any(mine, scope.session.get_bind().dialect.name))),
+    ]
     clause = scope.requests()
     if clause is not None:
-        query = query.where(clause)
+        clauses.append(clause)
+    return clauses
+
+
+def _waiting_from(query: Any) -> Any:
+    return query.join(ReassignmentRequest,
+                      col(ReassignmentRequest.id) == ApprovalStep.request_id)
+
+
+@dataclass(frozen=True)
+class WaitingPage:
+    rows: list[Waiting]
+    total: int
+    overdue: int
+
+
+def waiting_for(scope: Scope, now: datetime, *, limit: int, offset: int = 0) -> WaitingPage:
+    """One page of the open levels that wait for the caller: overdue first, then by the SLA's
+    due time, then the oldest request (overdue levels are due earliest, so ordering by the due
+    time puts them first), with how many there are in all and how many are overdue."""
+    me = scope.actor.employee_id
+    delegators = scope.delegators
+    clauses = _waiting_clauses(scope)
+    total, overdue = scope.session.exec(_waiting_from(
+        select(func.count(), func.count(case((col(ApprovalStep.due_at) < now, 1))))
+        .select_from(ApprovalStep)).where(*clauses)).one()
+    query = (_waiting_from(select(ApprovalStep, ReassignmentRequest)).where(*clauses)
+             .order_by(col(ApprovalStep.due_at).is_(None), col(ApprovalStep.due_at),
+                       col(ReassignmentRequest.id))
+             .limit(limit).offset(offset))
     rows = []
     for step, request in scope.session.exec(query).all():
-        if request.requester_id == me:
-            continue  # the four-eyes rule: never one's own request
-        found = _capacity(me, delegators, step)
-        if found is None:
-            continue
+        found = _capacity(me, delegators, step) or ("approver", None)  # the SQL chose it
         due = _aware(step.due_at)
         rows.append(Waiting(request=request, step=step, capacity=found[0],
                             on_behalf_of=found[1], overdue=due is not None and due < now))
-    far = datetime.max.replace(tzinfo=UTC)
-    rows.sort(key=lambda w: (not w.overdue, _aware(w.step.due_at) or far, w.request.id or 0))
-    return rows
+    return WaitingPage(rows=rows, total=int(total), overdue=int(overdue))
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -123,7 +158,9 @@ def _aware(value: datetime | None) -> datetime | None:
 def waiting_count(session: Session, actor: Actor, settings: Settings) -> int:
     """The navigation's badge: how many approvals wait for this person (web.nav)."""
     scope = Scope(session, actor, org_today(settings.org_timezone))
-    return len(waiting_for(scope, datetime.now(UTC)))
+    count = session.exec(_waiting_from(select(func.count()).select_from(ApprovalStep))
+                         .where(*_waiting_clauses(scope))).one()
+    return int(count)
 
 
 def _recent_decisions(session: Session, me: int) -> list[tuple[ApprovalStep, ReassignmentRequest]]:
@@ -139,17 +176,20 @@ def _recent_decisions(session: Session, me: int) -> list[tuple[ApprovalStep, Rea
 
 @router.get(APPROVALS_PATH)
 def inbox(request: Request, actor: Annotated[Actor, page_permit(Action.REQUEST_DECIDE)],
-          session: ReadSessionDep, settings: SettingsDep) -> Response:
+          session: ReadSessionDep, settings: SettingsDep,
+          page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
     now = datetime.now(UTC)
     scope = Scope(session, actor, org_today(settings.org_timezone))
-    waiting = waiting_for(scope, now)
+    found = waiting_for(scope, now, limit=INBOX_PAGE_SIZE, offset=(page - 1) * INBOX_PAGE_SIZE)
+    waiting = found.rows
     recent = _recent_decisions(session, actor.employee_id)
     ids = {i for w in waiting for i in (w.request.from_employee_id, w.request.to_employee_id,
                                         w.request.requester_id, w.on_behalf_of or 0)}
     ids |= {i for _s, r in recent for i in (r.from_employee_id, r.to_employee_id)}
     return render(request, "approvals/inbox.html", {
         "waiting": waiting, "recent": recent, "names": employees_by_id(session, ids),
-        "overdue": sum(1 for w in waiting if w.overdue),
+        "total": found.total, "overdue": found.overdue, "page": page,
+        "pages": max(1, -(-found.total // INBOX_PAGE_SIZE)),
         "delegating_for": employees_by_id(session, scope.delegators),
     })
 
