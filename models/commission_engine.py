@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlmodel import Session, col
@@ -226,6 +227,17 @@ def original_lines_select() -> Select:
     )
 
 
+def fill_scope(bind: Connection, scope: Select) -> None:
+    """Put the order ids of `scope` (and nothing else) into SCOPE, with fresh statistics."""
+    SCOPE.create(bind, checkfirst=True)
+    bind.execute(delete(SCOPE))
+    bind.execute(insert(SCOPE).from_select(["order_id"], scope.distinct()))
+    # Without statistics of the scope, PostgreSQL guesses it 10x too large, scans customer_order
+    # whole and turns JIT on (autovacuum never analyzes temporary tables), and SQLite drives the
+    # attribution from a full scan of customer_order instead of from the scope (bench/README.md)
+    bind.execute(text(f"ANALYZE {SCOPE.name}"))
+
+
 def _recompute(session: Session, scope: Select) -> int:
     """Bring the lines of every order in `scope` up to date. Returns lines written."""
     # psycopg reports INSERT ... SELECT row counts only when asked to keep them
@@ -234,15 +246,9 @@ def _recompute(session: Session, scope: Select) -> int:
     if postgres:
         # JIT compiles for 1-2 s per statement here (costs are high, rows few): never worth it
         bind.execute(text("SET LOCAL jit = off"))
-    SCOPE.create(bind, checkfirst=True)
+    fill_scope(bind, scope)
     DESIRED.create(bind, checkfirst=True)
-    bind.execute(delete(SCOPE))
     bind.execute(delete(DESIRED))
-    bind.execute(insert(SCOPE).from_select(["order_id"], scope.distinct()))
-    # Without statistics of the scope, PostgreSQL guesses it 10x too large, scans customer_order
-    # whole and turns JIT on (autovacuum never analyzes temporary tables), and SQLite drives the
-    # attribution from a full scan of customer_order instead of from the scope (bench/README.md)
-    bind.execute(text(f"ANALYZE {SCOPE.name}"))
     columns = [c.name for c in DESIRED.columns]
     bind.execute(insert(DESIRED).from_select(columns, owner_lines_select()))
     bind.execute(insert(DESIRED).from_select(columns, original_lines_select()))
