@@ -14,7 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 import jwt
-from sqlmodel import Session, select
+from sqlalchemy import exists
+from sqlmodel import Session, col, select
 
 from domain.stages import Role
 from models.audit import audit
@@ -22,8 +23,8 @@ from models.db import SessionFactory
 from models.facts import employee_roles
 from models.login import (
     LockoutPolicy,
+    RefreshToken,
     current_lock,
-    family_active,
     record_failure,
     record_success,
     username_key,
@@ -160,21 +161,27 @@ def _audit_lockout(session: Session, account_id: int | None, username: str, key:
           occurred_at=now)
 
 
+def _refuse_inactive(account_active: bool, employee_found: bool, status: str | None,
+                     leave_date: datetime | None, now: datetime) -> None:
+    if not account_active or not employee_found:
+        raise AuthError("account-inactive", "Account disabled",
+                        "This account is disabled. Ask an administrator to enable it.")
+    if status != EmploymentStatus.EMPLOYED or (leave_date is not None and leave_date <= now):
+        raise AuthError("account-inactive", "Employee has left",
+                        "The employee behind this account has left the company, so it can no "
+                        "longer log in or use its sessions. Their records are kept; HR can "
+                        "export them.")
+
+
 def active_actor(session: Session, account: UserAccount, *,
                  now: datetime | None = None) -> Actor:
     """The account as an Actor, if it may act now: enabled, and its employee has not left."""
     now = now or utcnow()
     employee = session.get(Employee, account.employee_id)
-    if not account.is_active or employee is None:
-        raise AuthError("account-inactive", "Account disabled",
-                        "This account is disabled. Ask an administrator to enable it.")
-    if employee.status != EmploymentStatus.EMPLOYED or (
-            employee.leave_date is not None and employee.leave_date <= now):
-        raise AuthError("account-inactive", "Employee has left",
-                        "The employee behind this account has left the company, so it can no "
-                        "longer log in or use its sessions. Their records are kept; HR can "
-                        "export them.")
-    assert account.id is not None and employee.id is not None
+    _refuse_inactive(account.is_active, employee is not None,
+                     employee.status if employee else None,
+                     employee.leave_date if employee else None, now)
+    assert account.id is not None and employee is not None and employee.id is not None
     return Actor(user_id=account.id, employee_id=employee.id, username=account.username,
                  roles=employee_roles(session, employee), token_version=account.token_version)
 
@@ -234,17 +241,31 @@ def check_still_active(session: Session, actor: Actor, *, now: datetime | None =
     An Actor built without a token_version or session_id (another kind of token, e.g. the
     codec server's) is checked for the first only.
     """
-    account = session.get(UserAccount, actor.user_id)
+    # every authenticated request runs this: one query (account, employee, session family)
+    # without loading ORM objects, read fresh each time (no cache that could serve a
+    # revoked or deactivated account)
+    columns: list[Any] = [UserAccount.employee_id, UserAccount.is_active,
+                          UserAccount.token_version, col(Employee.id).label("employee_found"),
+                          Employee.status, Employee.leave_date]
+    if actor.session_id is not None:
+        columns.append(exists().where(
+            RefreshToken.family_id == actor.session_id,
+            col(RefreshToken.revoked_at).is_(None)).label("session_active"))
+    account = session.exec(
+        select(*columns).select_from(UserAccount)
+        .outerjoin(Employee, col(Employee.id) == UserAccount.employee_id)
+        .where(UserAccount.id == actor.user_id)).first()
     if account is None or account.employee_id != actor.employee_id:
         raise AuthError("invalid-token", "Invalid token",
                         "The account in this token no longer exists. Log in again.")
-    active_actor(session, account, now=now)
+    _refuse_inactive(account.is_active, account.employee_found is not None, account.status,
+                     account.leave_date, now or utcnow())
     if actor.token_version is not None and actor.token_version != account.token_version:
         raise AuthError("token-revoked", "Token revoked",
                         "This access token was revoked: the password, the roles or the "
                         "account's access changed since it was issued. Get a new one with your "
                         "refresh token (POST /api/v1/auth/refresh) or log in again.")
-    if actor.session_id is not None and not family_active(session, actor.session_id):
+    if actor.session_id is not None and not account.session_active:
         raise AuthError("token-revoked", "Session ended",
                         "This session was logged out or revoked, so its tokens no longer work. "
                         "Log in again at POST /api/v1/auth/login.")
