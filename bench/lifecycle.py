@@ -170,6 +170,7 @@ class Phase:
     cpu_s: float | None = None  # every process of the run (see CpuMeter)
     worker_cpu_s: float | None = None  # the worker process(es) alone
     load: tuple[float, float, float] | None = None  # the 1/5/15-minute load average at the end
+    polls: int = 0  # GET detail while the signer waits for the agreement (every 0.2 s)
 
     @property
     def per_second(self) -> float:
@@ -286,7 +287,7 @@ class Bench:
         rid = r.json()["id"]
         for approver in (org.director, org.ceo, org.hr_head):
             await self._approve(rid, approver, phase)
-        await self._sign(rid)
+        await self._sign(rid, phase)
         workflow_id = r.json().get("workflow_id") or f"reassignment-{rid}"
         final = await self.client.get_workflow_handle(workflow_id).result()
         if final.get("stage") != "COMPLETED" or not final.get("protection_end"):
@@ -309,10 +310,11 @@ class Bench:
                 continue
             raise RuntimeError(f"approve {rid} as {approver}: {r.status_code} {r.text[:300]}")
 
-    async def _sign(self, rid: int) -> None:
+    async def _sign(self, rid: int, phase: Phase) -> None:
         signer = self.org.sales_a1
         headers = await self.auth(signer)
         while True:  # the agreement is rendered after the last approval
+            phase.polls += 1
             r = await self.http.get(f"/api/v1/reassignments/{rid}", headers=headers)
             r.raise_for_status()
             live = r.json().get("live") or {}
@@ -608,7 +610,9 @@ def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int)
         f"{'met' if p95 <= 2 else 'MISSED'})",
         f"per lifecycle: {shape.updates} Updates, {shape.activities} activities, "
         f"{len(shape.fired_timers_s)} fired timers {shape.fired_timers_s} s, "
-        f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight",
+        f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight; the signer "
+        f"polled the request {baton.polls / max(baton.count, 1):.1f} times per lifecycle "
+        "waiting for the agreement",
         "upd = baton: POST .../approve through the API (3 per lifecycle); bare: execute_update "
         "through the client (all of its Updates); resent = sent before the step opened",
         "cpu s = every process of the run (API and drivers, workers, Temporal dev server, "
