@@ -39,6 +39,8 @@ class CommissionLine(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("order_id", "employee_id", "role", "period"),
         Index("ix_line_employee_period", "employee_id", "period"),
+        # the statements of a month: distinct employees of one period (migration 0012)
+        Index("ix_line_period_employee", "period", "employee_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
