@@ -234,13 +234,6 @@ def revoke_family(session: Session, family_id: str, reason: RevokeReason, now: d
     return int(result.rowcount or 0)
 
 
-def family_active(session: Session, family_id: str) -> bool:
-    """Whether the session still has a usable refresh token (logout and revocation end it)."""
-    return session.exec(select(RefreshToken.id).where(
-        RefreshToken.family_id == family_id, col(RefreshToken.revoked_at).is_(None),
-    ).limit(1)).first() is not None
-
-
 def end_all_sessions(session: Session, account: UserAccount, reason: RevokeReason,
                      now: datetime) -> int:
     """Invalidate every access token (bump token_version) and refresh token of the account."""
