@@ -86,12 +86,25 @@ def documents(h: Harness, request_id: int, kind: str) -> list[RequestDocument]:
             .order_by(RequestDocument.version)).all())
 
 
+async def approved_request(h: Harness, customers: list[int]) -> WorkflowHandle:
+    """A request of sales_a1's customers to sales_a2, through every approval level."""
+    org = h.org
+    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
+                                      to_id=org.sales_a2, customers=customers)
+    await approve_all(h, handle)
+    return handle
+
+
+def audit_events_in_order(h: Harness, request_id: int) -> list[str]:
+    with h.sessions() as s:
+        return [a.event_type for a in s.exec(select(AuditEvent).where(
+            AuditEvent.request_id == request_id).order_by(AuditEvent.chain_index)).all()]
+
+
 async def test_sign_with_the_current_hash_takes_effect_and_the_seal_verifies(harness, seal_dir):
     h, org = harness, harness.org
     moved = org.customers_a1[:2]
-    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
-                                      to_id=org.sales_a2, customers=moved)
-    await approve_all(h, handle)
+    handle = await approved_request(h, moved)
     state = await current_agreement(handle)
     [agreement] = documents(h, state.request_id, "AGREEMENT")
     assert (agreement.version, agreement.sha256) == (state.agreement_version,
@@ -122,9 +135,7 @@ async def test_sign_with_the_current_hash_takes_effect_and_the_seal_verifies(har
             SignatureRecord.request_id == state.request_id)).one()
     assert record.document_hash == agreement.sha256 and record.at == e.signed_at
     assert (await handle.result()).stage == Stage.COMPLETED
-    with h.sessions() as s:  # the seal is stored before ownership moves
-        events = [a.event_type for a in s.exec(select(AuditEvent).where(
-            AuditEvent.request_id == state.request_id).order_by(AuditEvent.chain_index)).all()]
+    events = audit_events_in_order(h, state.request_id)  # seal before the move
     assert events.index("AGREEMENT_SEALED") < events.index("OWNERSHIP_TRANSFERRED")
 
 
@@ -132,9 +143,7 @@ async def test_signing_after_the_window_seals_before_ownership_moves(harness, se
     """Signed in AWAITING_SIGNATURE: the main path waits for the seal, then takes effect."""
     h, org = harness, harness.org
     moved = org.customers_a1[:2]
-    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
-                                      to_id=org.sales_a2, customers=moved)
-    await approve_all(h, handle)
+    handle = await approved_request(h, moved)
     state = await current_agreement(handle)
     await h.env.sleep(timedelta(minutes=11))  # the window ends unsigned
     state = await wait_stage(handle, Stage.AWAITING_SIGNATURE)
@@ -145,9 +154,7 @@ async def test_signing_after_the_window_seals_before_ownership_moves(harness, se
     [sealed] = documents(h, state.request_id, "SEALED_AGREEMENT")
     assert state.sealed_sha256 == sealed.sha256
     assert verify_sealed_pdf(sealed.pdf, state.agreement_sha256, trust(seal_dir)).ok
-    with h.sessions() as s:
-        events = [a.event_type for a in s.exec(select(AuditEvent).where(
-            AuditEvent.request_id == state.request_id).order_by(AuditEvent.chain_index)).all()]
+    events = audit_events_in_order(h, state.request_id)
     assert events.index("SIGNED") < events.index("AGREEMENT_SEALED") < events.index(
         "OWNERSHIP_TRANSFERRED")
 
@@ -155,9 +162,7 @@ async def test_signing_after_the_window_seals_before_ownership_moves(harness, se
 async def test_decline_with_a_reason_leaves_ownership_and_seals_nothing(harness, seal_dir):
     h, org = harness, harness.org
     moved = org.customers_a1[:2]
-    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
-                                      to_id=org.sales_a2, customers=moved)
-    await approve_all(h, handle)
+    handle = await approved_request(h, moved)
     await current_agreement(handle)
     await handle.execute_update("decline", ReasonedActionInput(
         actor_id=org.sales_a1, reason="I do not accept the compensation"))
@@ -175,9 +180,7 @@ async def test_amended_terms_make_the_old_version_stale_and_the_new_one_signs(ha
                                                                              seal_dir):
     h, org = harness, harness.org
     moved = org.customers_a1[:2]
-    handle = await h.submit_and_start(requester=org.manager_a, from_id=org.sales_a1,
-                                      to_id=org.sales_a2, customers=moved)
-    await approve_all(h, handle)
+    handle = await approved_request(h, moved)
     first = await current_agreement(handle)
     assert first.agreement_version == 1
     await handle.execute_update("appeal", ReasonedActionInput(
