@@ -28,6 +28,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field, field_validator
 
+from documents import font_subset_cache
 from documents import formatting as fmt
 from documents.charts import bar_chart
 from documents.messages import LANGUAGES, translate
@@ -341,6 +342,7 @@ def html_to_pdf(html: str) -> bytes:
     """PDF bytes of `html`, deterministic for the same input and installed fonts."""
     from weasyprint import HTML  # imported here: loading pango takes a moment
 
+    font_subset_cache.install()
     with _RENDER_LOCK, _glyph_check() as check:
         pdf = HTML(string=html, url_fetcher=_no_fetching()).write_pdf()
     if check.missing:

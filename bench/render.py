@@ -1,0 +1,156 @@
+"""Render CPU of the PDF documents: the personal report, the agreement and the evidence page.
+
+    .venv/bin/python -m bench.render                 # 30 of each per language
+    .venv/bin/python -m bench.render --count 5
+
+Renders `--count` personal reports, agreements and seal evidence pages in zh-CN and en from the
+report tests' data (tests/report_fixtures.py) and prints CPU seconds (time.process_time) and
+wall seconds per document, once with the font subset cache (documents/font_subset_cache.py)
+and once without it, and the same for a floor measured in the same run: WeasyPrint rendering
+a one-page HTML with one CJK line in the same font. Ratios are CPU per document over the
+floor's. The first render of each kind is a warm-up and not counted (fonts load, Jinja compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from documents import font_subset_cache
+from documents.agreement import (
+    AgreementCustomer,
+    AgreementData,
+    ReportRef,
+    SealEvidence,
+    render_agreement,
+    render_evidence_page,
+)
+from documents.report import Person, PolicyRef, html_to_pdf, render_report
+from domain.policy import Terms
+from tests.report_fixtures import WINDOW_END, report_data
+
+LANGUAGES = ("zh-CN", "en")
+FLOOR_HTML = ('<html><head><style>html { font-family: "Noto Sans CJK SC"; }</style></head>'
+              '<body><p>客户调整 Baton</p></body></html>')
+
+
+def agreement_data() -> AgreementData:
+    return AgreementData(
+        request_id=42, submitted_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC),
+        company="示范贸易有限公司",
+        salesperson=Person(id=100, name="李明", employee_no="E100"),
+        receiver=Person(id=102, name="赵强", employee_no="E102"),
+        customers=[AgreementCustomer(id=11, code="SH-0001", name="上海明华贸易有限公司"),
+                   AgreementCustomer(id=13, code="EX-0317", name="Northwind Traders")],
+        reason="TERRITORY_REALIGNMENT", window_end=WINDOW_END,
+        signature_deadline_at=WINDOW_END + timedelta(days=7),
+        terms=Terms(protection_period=timedelta(days=180), protection_share_bp=5_000,
+                    inherited_rate_bp=200, compensation_fen=1_234_567),
+        option="LUMP_SUM", option_suggested=True,
+        policy=PolicyRef(id=3, name="华东销售客户调整政策", version=2,
+                         published_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC)),
+        report=ReportRef(version=2, sha256="5f" * 32), timezone="Asia/Shanghai")
+
+
+def evidence(language: str, agreement_pdf: bytes) -> SealEvidence:
+    sha = hashlib.sha256(agreement_pdf).hexdigest()
+    return SealEvidence(
+        request_id=42, agreement_version=1, agreement_sha256=sha,
+        agreement_size=len(agreement_pdf), language=language, signer_id=100,
+        signer_name="李明", signer_employee_no="E100", typed_name="Li Ming",
+        signed_at=datetime(2026, 3, 10, 6, 30, tzinfo=UTC), method="passkey",
+        credential_id="cred-AbC_123", ip="203.0.113.7",
+        user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+        signed_document_hash=sha, certificate_subject="CN=Baton development seal",
+        certificate_sha256="ab" * 32, development_certificate=True)
+
+
+@dataclass
+class Row:
+    name: str
+    count: int
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def cpu_per_doc(self) -> float:
+        return self.cpu_s / self.count
+
+    @property
+    def wall_per_doc(self) -> float:
+        return self.wall_s / self.count
+
+
+def measure(name: str, count: int, render: Callable[[], bytes]) -> tuple[Row, bytes]:
+    first = render()  # warm-up, not counted
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(count):
+        pdf = render()
+        if pdf != first:
+            raise SystemExit(f"{name}: the PDF bytes changed between renders")
+    return Row(name, count, time.process_time() - cpu, time.perf_counter() - wall), first
+
+
+def documents(count: int) -> tuple[list[Row], dict[str, bytes]]:
+    report, agreement = report_data(), agreement_data()
+    rows, pdfs = [], {}
+    for language in LANGUAGES:
+        row, pdfs[f"report {language}"] = measure(
+            f"report {language}", count, lambda lang=language: render_report(report, lang).pdf)
+        rows.append(row)
+        row, agreement_pdf = measure(
+            f"agreement {language}", count,
+            lambda lang=language: render_agreement(agreement, lang).pdf)
+        pdfs[f"agreement {language}"] = agreement_pdf
+        rows.append(row)
+        page = evidence(language, agreement_pdf)
+        row, pdfs[f"evidence {language}"] = measure(
+            f"evidence {language}", count, lambda p=page: render_evidence_page(p)[1])
+        rows.append(row)
+    return rows, pdfs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=30, help="renders per document and language")
+    args = parser.parse_args()
+    if not font_subset_cache.install():
+        raise SystemExit("the font subset cache could not be installed (see debug log)")
+
+    with font_subset_cache.disabled():
+        floor, _ = measure("floor: 1 CJK line", args.count, lambda: html_to_pdf(FLOOR_HTML))
+        uncached, uncached_pdfs = documents(args.count)
+    font_subset_cache.CACHE.clear()
+    cached, cached_pdfs = documents(args.count)
+    stats = font_subset_cache.CACHE.stats()
+    if cached_pdfs != uncached_pdfs:
+        raise SystemExit("the PDFs differ with and without the cache")
+
+    print(f"{args.count} renders each after one warm-up; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"{'document':<18} {'cpu ms/doc':>10} {'wall ms/doc':>11} {'x floor':>8}   "
+          f"{'cached cpu':>10} {'wall':>7} {'x floor':>8} {'cpu saved':>9}")
+    print("-" * 90)
+    print(f"{floor.name:<18} {floor.cpu_per_doc * 1000:>10.1f} {floor.wall_per_doc * 1000:>11.1f}"
+          f" {1:>8.2f}")
+    for before, after in zip(uncached, cached, strict=True):
+        print(f"{before.name:<18} {before.cpu_per_doc * 1000:>10.1f} "
+              f"{before.wall_per_doc * 1000:>11.1f} {before.cpu_per_doc / floor.cpu_per_doc:>8.2f}"
+              f"   {after.cpu_per_doc * 1000:>10.1f} {after.wall_per_doc * 1000:>7.1f} "
+              f"{after.cpu_per_doc / floor.cpu_per_doc:>8.2f} "
+              f"{1 - after.cpu_per_doc / before.cpu_per_doc:>8.0%}")
+    total_before = sum(r.cpu_s for r in uncached)
+    total_after = sum(r.cpu_s for r in cached)
+    print(f"all documents: {total_before:.2f} -> {total_after:.2f} CPU s "
+          f"({1 - total_after / total_before:.0%} less); PDFs byte-identical with and without "
+          f"the cache; cache {stats.entries} entries, {stats.bytes / 1e6:.1f} MB, "
+          f"{stats.hits} hits, {stats.misses} misses")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""A bounded cache of WeasyPrint's HarfBuzz font subsets, shared by every PDF of the process.
+
+WeasyPrint subsets each embedded font on every render (`Font._harfbuzz_subset`); for the Noto
+Sans CJK collection (about 20 MB) that is a large share of a render's CPU, and our documents
+repeat the same glyph sets (one template, one language). HarfBuzz's subset is deterministic:
+the same face, glyph ids and flags give the same bytes, so a cached result leaves every PDF
+byte-identical.
+
+The key is the font's identity (WeasyPrint's description hash, the family, the face index, the
+file's length and a SHA-256 of its first 64 KiB: the offset tables, whose per-table checksums
+change with any table's content) and the subset's inputs (sorted glyph ids, hinting, and
+whether a .notdef outline is kept). At most `MAX_ENTRIES` subsets and `MAX_BYTES` of them are
+kept, least recently used first out.
+
+This patches a private WeasyPrint method; `install()` does so only when `Font` has the
+attributes and signature it was written against, and otherwise leaves WeasyPrint alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+LOGGER = logging.getLogger(__name__)
+MAX_ENTRIES = 64
+MAX_BYTES = 64 * 1024 * 1024
+IDENTITY_PREFIX_BYTES = 64 * 1024
+_FONT_ATTRIBUTES = ("hb_face", "file_content", "index", "missing", "family", "hash")
+_SUBSET_PARAMETERS = ["self", "to_unicode", "hinting"]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    entries: int = 0
+    bytes: int = 0
+
+
+class SubsetCache:
+    """A thread-safe LRU of subset font bytes, bounded by entries and by total bytes."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.enabled = True
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            content = self._entries.get(key)
+            if content is None:
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return content
+
+    def put(self, key: Hashable, content: bytes) -> None:
+        if len(content) > self.max_bytes:
+            return
+        with self._lock:
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self._bytes -= len(previous)
+            self._entries[key] = content
+            self._bytes += len(content)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = self._hits = self._misses = 0
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(hits=self._hits, misses=self._misses,
+                              entries=len(self._entries), bytes=self._bytes)
+
+
+CACHE = SubsetCache()
+_install_lock = threading.Lock()
+_installed: bool | None = None  # None: not tried yet
+
+
+def _font_identity(font: Any) -> tuple[Hashable, ...]:
+    content: bytes = font.file_content
+    prefix = hashlib.sha256(content[:IDENTITY_PREFIX_BYTES]).hexdigest()
+    return (font.hash, font.family, font.index, len(content), prefix)
+
+
+def _cached(original: Callable[..., None]) -> Callable[..., None]:
+    def _harfbuzz_subset(self: Any, to_unicode: dict[int, Any], hinting: Any) -> None:
+        if not CACHE.enabled:
+            return original(self, to_unicode, hinting)
+        key = (_font_identity(self), tuple(sorted(to_unicode)), bool(hinting),
+               bool(self.missing))
+        content = CACHE.get(key)
+        if content is not None:
+            self.file_content = content
+            return None
+        before = self.file_content
+        original(self, to_unicode, hinting)
+        # An unchanged file_content means HarfBuzz failed (WeasyPrint logged it): not cached.
+        if self.file_content is not before and isinstance(self.file_content, bytes):
+            CACHE.put(key, self.file_content)
+        return None
+
+    _harfbuzz_subset.__wrapped__ = original  # type: ignore[attr-defined]
+    _harfbuzz_subset.baton_subset_cache = True  # type: ignore[attr-defined]
+    return _harfbuzz_subset
+
+
+def _patchable(font_class: Any) -> str | None:
+    """Why `font_class` cannot be patched, or None when it can."""
+    method = getattr(font_class, "_harfbuzz_subset", None)
+    if method is None or not callable(method):
+        return "no Font._harfbuzz_subset"
+    try:
+        parameters = list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return "Font._harfbuzz_subset has no signature"
+    if parameters != _SUBSET_PARAMETERS:
+        return f"Font._harfbuzz_subset takes {parameters}"
+    init_source = ""
+    try:
+        init_source = inspect.getsource(font_class.__init__)
+    except (OSError, TypeError):
+        return "Font.__init__ has no source to check its attributes against"
+    missing = [name for name in _FONT_ATTRIBUTES if f"self.{name} =" not in init_source]
+    if missing:
+        return f"Font.__init__ sets no {', '.join(missing)}"
+    return None
+
+
+def install() -> bool:
+    """Patch WeasyPrint's `Font._harfbuzz_subset` once per process; False when it was not."""
+    global _installed
+    with _install_lock:
+        if _installed is not None:
+            return _installed
+        try:
+            from weasyprint.pdf.fonts import Font
+        except ImportError as error:
+            reason: str | None = f"weasyprint.pdf.fonts.Font not importable ({error})"
+        else:
+            reason = _patchable(Font)
+        if reason is not None:
+            LOGGER.debug("font subset cache not installed: %s", reason)
+            _installed = False
+            return False
+        if not getattr(Font._harfbuzz_subset, "baton_subset_cache", False):
+            Font._harfbuzz_subset = _cached(Font._harfbuzz_subset)
+        _installed = True
+        return True
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Render without the cache (tests, benchmarks); the cached entries stay."""
+    previous = CACHE.enabled
+    CACHE.enabled = False
+    try:
+        yield
+    finally:
+        CACHE.enabled = previous
