@@ -1,14 +1,16 @@
 """Render CPU of the PDF documents: the personal report, the agreement and the evidence page.
 
-    .venv/bin/python -m bench.render                 # 30 of each per language
+    .venv/bin/python -m bench.render                 # 20 of each per language
     .venv/bin/python -m bench.render --count 5
 
-Renders `--count` personal reports, agreements and seal evidence pages in zh-CN and en from the
-report tests' data (tests/report_fixtures.py) and prints CPU seconds (time.process_time) and
-wall seconds per document, once with the font subset cache (documents/font_subset_cache.py)
-and once without it, and the same for a floor measured in the same run: WeasyPrint rendering
-a one-page HTML with one CJK line in the same font. Ratios are CPU per document over the
-floor's. The first render of each kind is a warm-up and not counted (fonts load, Jinja compiles).
+Turns the HTML of the personal report, the agreement and the seal's evidence page, in zh-CN
+and en, from the report tests' data (tests/report_fixtures.py), into PDF `--count` times each
+and prints CPU seconds (time.process_time) and wall seconds per document: "before" is
+html_to_pdf as it was (a new FontConfiguration per render, no font subset cache), "after" is
+`documents.report.html_to_pdf`; both must give the same bytes. The floor, measured in the
+same run, is the "before" path on a one-line CJK HTML page; ratios are CPU per document over
+the floor's. The HTML (Jinja, under 1% of a render) is made once, outside the timing; the
+first render of each document is a warm-up and not counted.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from documents.agreement import (
     ReportRef,
     SealEvidence,
     render_agreement,
+    render_agreement_html,
     render_evidence_page,
 )
-from documents.report import Person, PolicyRef, html_to_pdf, render_report
+from documents.report import Person, PolicyRef, _no_fetching, html_to_pdf, render_html
 from domain.policy import Terms
 from tests.report_fixtures import WINDOW_END, report_data
 
@@ -96,60 +99,75 @@ def measure(name: str, count: int, render: Callable[[], bytes]) -> tuple[Row, by
     return Row(name, count, time.process_time() - cpu, time.perf_counter() - wall), first
 
 
-def documents(count: int) -> tuple[list[Row], dict[str, bytes]]:
+def before_html_to_pdf(html: str) -> bytes:
+    """html_to_pdf as it was before the render CPU work: a new FontConfiguration per render
+    and no font subset cache (call it with the cache disabled)."""
+    from weasyprint import HTML
+
+    pdf = HTML(string=html, url_fetcher=_no_fetching()).write_pdf()
+    assert pdf is not None
+    return pdf
+
+
+def document_html() -> dict[str, str]:
+    """The HTML of each document in each language, as the renders produce it."""
     report, agreement = report_data(), agreement_data()
-    rows, pdfs = [], {}
+    html = {}
     for language in LANGUAGES:
-        row, pdfs[f"report {language}"] = measure(
-            f"report {language}", count, lambda lang=language: render_report(report, lang).pdf)
-        rows.append(row)
-        row, agreement_pdf = measure(
-            f"agreement {language}", count,
-            lambda lang=language: render_agreement(agreement, lang).pdf)
-        pdfs[f"agreement {language}"] = agreement_pdf
-        rows.append(row)
-        page = evidence(language, agreement_pdf)
-        row, pdfs[f"evidence {language}"] = measure(
-            f"evidence {language}", count, lambda p=page: render_evidence_page(p)[1])
+        html[f"report {language}"] = render_html(report, language)
+        html[f"agreement {language}"] = render_agreement_html(agreement, language)
+        agreement_pdf = render_agreement(agreement, language).pdf
+        html[f"evidence {language}"] = render_evidence_page(evidence(language, agreement_pdf))[0]
+    return html
+
+
+def documents(count: int, html: dict[str, str],
+              to_pdf: Callable[[str], bytes]) -> tuple[list[Row], dict[str, bytes]]:
+    rows, pdfs = [], {}
+    for name, page in html.items():
+        row, pdfs[name] = measure(name, count, lambda page=page: to_pdf(page))
         rows.append(row)
     return rows, pdfs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=30, help="renders per document and language")
+    parser.add_argument("--count", type=int, default=20, help="renders per document and language")
     args = parser.parse_args()
     if not font_subset_cache.install():
         raise SystemExit("the font subset cache could not be installed (see debug log)")
 
+    html = document_html()
     with font_subset_cache.disabled():
-        floor, _ = measure("floor: 1 CJK line", args.count, lambda: html_to_pdf(FLOOR_HTML))
-        uncached, uncached_pdfs = documents(args.count)
+        floor, _ = measure("floor: 1 CJK line", args.count,
+                           lambda: before_html_to_pdf(FLOOR_HTML))
+        before, before_pdfs = documents(args.count, html, before_html_to_pdf)
     font_subset_cache.CACHE.clear()
-    cached, cached_pdfs = documents(args.count)
+    after, after_pdfs = documents(args.count, html, html_to_pdf)
     stats = font_subset_cache.CACHE.stats()
-    if cached_pdfs != uncached_pdfs:
-        raise SystemExit("the PDFs differ with and without the cache")
+    if after_pdfs != before_pdfs:
+        raise SystemExit("the PDFs differ before and after")
 
     print(f"{args.count} renders each after one warm-up; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'document':<18} {'cpu ms/doc':>10} {'wall ms/doc':>11} {'x floor':>8}   "
-          f"{'cached cpu':>10} {'wall':>7} {'x floor':>8} {'cpu saved':>9}")
+          f"{'after cpu':>10} {'wall':>7} {'x floor':>8} {'cpu saved':>9}")
     print("-" * 90)
     print(f"{floor.name:<18} {floor.cpu_per_doc * 1000:>10.1f} {floor.wall_per_doc * 1000:>11.1f}"
           f" {1:>8.2f}")
-    for before, after in zip(uncached, cached, strict=True):
-        print(f"{before.name:<18} {before.cpu_per_doc * 1000:>10.1f} "
-              f"{before.wall_per_doc * 1000:>11.1f} {before.cpu_per_doc / floor.cpu_per_doc:>8.2f}"
-              f"   {after.cpu_per_doc * 1000:>10.1f} {after.wall_per_doc * 1000:>7.1f} "
-              f"{after.cpu_per_doc / floor.cpu_per_doc:>8.2f} "
-              f"{1 - after.cpu_per_doc / before.cpu_per_doc:>8.0%}")
-    total_before = sum(r.cpu_s for r in uncached)
-    total_after = sum(r.cpu_s for r in cached)
+    for old, new in zip(before, after, strict=True):
+        print(f"{old.name:<18} {old.cpu_per_doc * 1000:>10.1f} "
+              f"{old.wall_per_doc * 1000:>11.1f} {old.cpu_per_doc / floor.cpu_per_doc:>8.2f}"
+              f"   {new.cpu_per_doc * 1000:>10.1f} {new.wall_per_doc * 1000:>7.1f} "
+              f"{new.cpu_per_doc / floor.cpu_per_doc:>8.2f} "
+              f"{1 - new.cpu_per_doc / old.cpu_per_doc:>8.0%}")
+    total_before = sum(r.cpu_s for r in before)
+    total_after = sum(r.cpu_s for r in after)
     print(f"all documents: {total_before:.2f} -> {total_after:.2f} CPU s "
-          f"({1 - total_after / total_before:.0%} less); PDFs byte-identical with and without "
-          f"the cache; cache {stats.entries} entries, {stats.bytes / 1e6:.1f} MB, "
-          f"{stats.hits} hits, {stats.misses} misses")
+          f"({1 - total_after / total_before:.0%} less); PDFs byte-identical before and after; "
+          f"subset cache {stats.entries} entries, {stats.bytes / 1e6:.1f} MB, "
+          f"{stats.hits} hits, {stats.misses} misses; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
