@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # slots for PDF renders and seals on the worker's documents task queue (they render one
     # at a time per process; a second slot overlaps one's database work with another's render)
     document_slots: int = Field(default=2, ge=1)
+    # keep WeasyPrint's font subsets per font and glyph set (documents/font_subset_cache.py;
+    # the same PDF bytes, less CPU); false: every render subsets its fonts again
+    font_subset_cache: bool = True
     # observability (issue 8; docs/OBSERVABILITY.md). Log lines as JSON for a log shipper, or
     # text (`cli.py dev` sets text for its children)
     log_format: Literal["json", "text"] = "json"

@@ -27,6 +27,7 @@ from activities.notifications import NotificationActivities
 from activities.reassignment import ReassignmentActivities
 from activities.settlement import SettlementActivities
 from activities.valuation import ValuationActivities
+from documents import font_subset_cache
 from domain.valuation import ValuationRefreshInput
 from domain.workflow_dto import SettlementInput
 from domain.workflow_text import settlement_summary, valuation_summary
@@ -186,6 +187,7 @@ async def ensure_valuation_schedule(client: Client, task_queue: str, timezone: s
 
 async def run() -> None:
     settings = get_settings()
+    font_subset_cache.CACHE.enabled = settings.font_subset_cache
     try:
         runtime = worker_runtime(settings)
     except ValueError as exc:  # the metrics port is taken
