@@ -15,8 +15,9 @@ a SQLite file, migrated by Alembic, holding the small test org with one customer
 
 Baton, per lifecycle: the manager submits (POST /reassignments), the three approvers approve
 (POST .../approve; an approval sent before its level opens gets a 409 and is sent again), the
-salesperson signs once the agreement exists (GET detail, POST .../sign/otp, the code from the
-notice, POST .../sign), and the workflow runs its 1 s communication window, transfers the
+salesperson signs once the agreement exists (GET detail long-polled with wait_for=agreement, or
+every 0.2 s with `--signer-wait poll`; POST .../sign/otp, the code from the notice,
+POST .../sign), and the workflow runs its 1 s communication window, transfers the
 customer, enters PROTECTION (1 s) and completes; done = the workflow's result is COMPLETED
 with a protection_end.
 
@@ -170,7 +171,7 @@ class Phase:
     cpu_s: float | None = None  # every process of the run (see CpuMeter)
     worker_cpu_s: float | None = None  # the worker process(es) alone
     load: tuple[float, float, float] | None = None  # the 1/5/15-minute load average at the end
-    polls: int = 0  # GET detail while the signer waits for the agreement (every 0.2 s)
+    polls: int = 0  # GET detail while the signer waits for the agreement
 
     @property
     def per_second(self) -> float:
@@ -264,6 +265,7 @@ class Bench:
     customers: list[int]
     tokens: dict[int, str] = field(default_factory=dict)
     poll_s: float = RESEND_S
+    long_poll: bool = True
 
     async def auth(self, employee_id: int) -> dict[str, str]:
         from tests.factories import PASSWORD
@@ -313,15 +315,20 @@ class Bench:
     async def _sign(self, rid: int, phase: Phase) -> None:
         signer = self.org.sales_a1
         headers = await self.auth(signer)
-        while True:  # the agreement is rendered after the last approval
+        # the agreement is rendered after the last approval: long-poll for it as the signing
+        # page does (`--signer-wait long-poll`), or ask every 0.2 s (`poll`, the old model)
+        params = {"wait_for": "agreement", "wait_seconds": 30} if self.long_poll else {}
+        while True:
             phase.polls += 1
-            r = await self.http.get(f"/api/v1/reassignments/{rid}", headers=headers)
+            r = await self.http.get(f"/api/v1/reassignments/{rid}", params=params,
+                                    headers=headers)
             r.raise_for_status()
             live = r.json().get("live") or {}
             if live.get("agreement_sha256"):
                 document = live["agreement_sha256"]
                 break
-            await asyncio.sleep(self.poll_s)
+            if not self.long_poll:
+                await asyncio.sleep(self.poll_s)
         r = await self.http.post(f"/api/v1/reassignments/{rid}/sign/otp",
                                  json={"document_sha256": document}, headers=headers)
         if r.status_code != 202:
@@ -541,8 +548,8 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
 
 
 async def measure(url: str, count: int, concurrency: int, activity_threads: int,
-                  worker_mode: str, say: Callable[[str], None], processes: int = 1
-                  ) -> tuple[Phase, Phase, BareShape]:
+                  worker_mode: str, say: Callable[[str], None], processes: int = 1,
+                  long_poll: bool = True) -> tuple[Phase, Phase, BareShape]:
     from models.db import migrate
 
     migrate(url)
@@ -550,7 +557,7 @@ async def measure(url: str, count: int, concurrency: int, activity_threads: int,
             client, http, sessions, _queue, bare_queue, worker_pids):
         org, customers = seed(sessions, count + 1)
         cpu = CpuMeter(roots=[os.getpid(), *postmaster_of(sessions)], workers=worker_pids)
-        bench = Bench(client, http, sessions, org, customers)
+        bench = Bench(client, http, sessions, org, customers, long_poll=long_poll)
         warm = Phase("warm-up", 1)
         started = time.perf_counter()
         workflow_id = await bench.baton_lifecycle(count, warm)  # the last customer
@@ -611,7 +618,7 @@ def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int)
         f"per lifecycle: {shape.updates} Updates, {shape.activities} activities, "
         f"{len(shape.fired_timers_s)} fired timers {shape.fired_timers_s} s, "
         f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight; the signer "
-        f"polled the request {baton.polls / max(baton.count, 1):.1f} times per lifecycle "
+        f"asked for the request {baton.polls / max(baton.count, 1):.1f} times per lifecycle "
         "waiting for the agreement",
         "upd = baton: POST .../approve through the API (3 per lifecycle); bare: execute_update "
         "through the client (all of its Updates); resent = sent before the step opened",
@@ -642,6 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--worker-processes", type=int, default=1,
                         help="with --worker process: how many worker processes (1); each runs "
                              "both workers, as `docker compose --scale worker=N` would")
+    parser.add_argument("--signer-wait", choices=["long-poll", "poll"], default="long-poll",
+                        help="how the signer waits for the agreement: one GET detail with "
+                             "wait_for=agreement (long-poll, as the signing page; default) or "
+                             "a GET every 0.2 s (poll: the load model before 2026-12-01)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the SQLite file goes (default: a temporary directory)")
     parser.add_argument("--serve-workers", nargs=4, metavar=("ADDRESS", "URL", "QUEUE", "BARE"),
@@ -658,12 +669,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             database(args.backend, Path(tmp)) as url:
         baton, bare, shape = asyncio.run(measure(url, args.count, args.concurrency,
                                                  args.activity_threads, args.worker, say,
-                                                 args.worker_processes))
+                                                 args.worker_processes,
+                                                 args.signer_wait == "long-poll"))
     print()
     where = (f"in {args.worker_processes} worker process(es), {args.activity_threads} activity "
              "threads each" if args.worker == "process" else "in the API's process")
     print(f"backend {args.backend}; API (ASGI) and drivers in one process, both workers {where}, "
           "the Temporal dev server in its own")
+    print(f"the signer waits for the agreement by {args.signer_wait}")
     print(format_report(baton, bare, shape, args.concurrency))
     return 1 if baton.failures or bare.failures else 0
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
 
 from api.deps import (
     OptionalTemporalClientDep,
@@ -54,6 +56,9 @@ from models.org import Employee, EmploymentStatus
 router = APIRouter(prefix="/reassignments", tags=["reassignments"])
 
 MAX_KEY_LENGTH = 200  # the column's width
+MAX_WAIT_SECONDS = 30  # a long-poll's longest wait: below common proxy read timeouts (60 s)
+AGREEMENT_CHECK_S = 0.5
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 # the caller, once the permission table allows the action (domain/permissions.py)
 RequestAppealActor = Annotated[Actor, permit(Action.REQUEST_APPEAL)]
@@ -143,16 +148,59 @@ def _detail(sessions: SessionFactory, actor: Actor, request_id: int) -> service.
         return service.detail_record(Scope(session, actor), request_id)
 
 
+def _agreement_progress(sessions: SessionFactory, request_id: int) -> tuple[Stage, str | None]:
+    with read_only_sessions(sessions)() as session:
+        return service.agreement_progress(session, request_id)
+
+
+async def _wait_for_agreement(sessions: SessionFactory, client: Client, workflow_id: str,
+                              request_id: int, seen: str | None, wait_seconds: float) -> None:
+    """Returns once the workflow names an agreement other than `seen`, the request ends, or
+    `wait_seconds` pass. The check is two indexed reads every AGREEMENT_CHECK_S; the workflow is
+    queried only once the database holds such an agreement (it records the version before the
+    workflow's state names it)."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        stage, newest = await run_in_threadpool(_agreement_progress, sessions, request_id)
+        if stage.is_terminal:
+            return
+        if newest is not None and newest != seen:
+            live, _ = await live_state(client, workflow_id)
+            if live is None or live.agreement_sha256 == newest:
+                return
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(AGREEMENT_CHECK_S, remaining))
+
+
 @router.get("/{request_id}", name="get_request", response_model=RequestDetail,
-            responses=problem_responses(401, 404))
-async def get_request(request_id: int, actor: RequestReadActor, sessions: SessionFactoryDep,
-                      client: OptionalTemporalClientDep) -> RequestDetail:
+            responses=problem_responses(401, 404, 422))
+async def get_request(
+    request_id: int, actor: RequestReadActor, sessions: SessionFactoryDep,
+    client: OptionalTemporalClientDep,
+    wait_for: Annotated[Literal["agreement"] | None, Query(
+        description="Long-poll: answer once the workflow names an agreement to sign (other "
+                    "than `seen_agreement_sha256`), the request has ended, or `wait_seconds` "
+                    "have passed, whichever comes first. The signing page waits this way "
+                    "instead of asking again and again.")] = None,
+    seen_agreement_sha256: Annotated[str | None, Query(
+        pattern=SHA256_PATTERN, description="With `wait_for=agreement`: the version already "
+                                            "shown, to wait for a newer one")] = None,
+    wait_seconds: Annotated[float, Query(
+        gt=0, le=MAX_WAIT_SECONDS, description="With `wait_for`: the longest wait")] = 20.0,
+) -> RequestDetail:
     """The stored record, plus `live`: the workflow's own state, when Temporal answers."""
-    record = await run_in_threadpool(_detail, sessions, actor, request_id)
+    record = await run_in_threadpool(_detail, sessions, actor, request_id)  # 404 before waiting
+    workflow_id = record.request.workflow_id
+    if wait_for == "agreement" and client is not None and workflow_id:
+        await _wait_for_agreement(sessions, client, workflow_id, request_id,
+                                  seen_agreement_sha256, wait_seconds)
+        record = await run_in_threadpool(_detail, sessions, actor, request_id)
     live: ReassignmentState | None = None
     live_error: str | None = "the workflow service (Temporal) is unavailable"
-    if client is not None and record.request.workflow_id:
-        live, live_error = await live_state(client, record.request.workflow_id)
+    if client is not None and workflow_id:
+        live, live_error = await live_state(client, workflow_id)
     return RequestDetail(**record.request.model_dump(), approval_steps=record.approval_steps,
                          appeals=record.appeals, signature=record.signature, live=live,
                          live_error=live_error)

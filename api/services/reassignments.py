@@ -45,6 +45,7 @@ from models.reassignment import (
     ApprovalStep,
     ReassignmentRequest,
     RequestCustomer,
+    RequestDocument,
     SignatureRecord,
 )
 from models.submission import canonical_hash, find_by_key, insert_request
@@ -360,6 +361,18 @@ def detail_record(scope: Scope, request_id: int) -> DetailRecord:
         signature=SignatureOut.model_validate(signature, from_attributes=True)
         if signature else None,
     )
+
+
+def agreement_progress(session: Session, request_id: int) -> tuple[Stage, str | None]:
+    """The stored stage and the newest agreement's SHA-256 (None before one is rendered): what a
+    signer waiting for the agreement checks, two indexed reads, no audit (nothing is shown)."""
+    stage = session.exec(select(ReassignmentRequest.stage)
+                         .where(ReassignmentRequest.id == request_id)).one()
+    sha = session.exec(select(RequestDocument.sha256)
+                       .where(RequestDocument.request_id == request_id,
+                              RequestDocument.kind == "AGREEMENT")
+                       .order_by(col(RequestDocument.version).desc()).limit(1)).first()
+    return Stage(stage), sha
 
 
 def audit_events(scope: Scope, request_id: int) -> list[AuditEventOut]:

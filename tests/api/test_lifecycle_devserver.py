@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from domain.policy import ApprovalLevelRule
 from domain.stages import Role
-from models import Assignment, AssignmentSource, ReassignmentRequest
+from models import Assignment, AssignmentSource, ReassignmentRequest, RequestDocument
 from models.audit import verify_chain
 from models.db import SessionFactory
 from tests.api.conftest import Api, api_settings, assert_problem
@@ -92,6 +92,24 @@ class Live(Api):
                 raise AssertionError(f"timed out waiting for {what}; last detail: {detail}")
             await asyncio.sleep(0.2)
 
+    async def timed_detail(self, rid: int, as_id: int, **params: Any
+                           ) -> tuple[float, dict[str, Any]]:
+        started = asyncio.get_running_loop().time()
+        r = await self.http.get(f"/api/v1/reassignments/{rid}", params=params,
+                                headers=await self.auth(as_id))
+        assert r.status_code == 200, r.text
+        return asyncio.get_running_loop().time() - started, dict(r.json())
+
+    async def wait_for_agreement(self, rid: int, as_id: int) -> dict[str, Any]:
+        """Long-polls (30 s each) until the workflow names an agreement; two polls at most,
+        since the render takes seconds, not a minute."""
+        for _ in range(2):
+            _, detail = await self.timed_detail(rid, as_id, wait_for="agreement",
+                                                wait_seconds=30)
+            if detail["live"] and detail["live"].get("agreement_sha256"):
+                return detail
+        raise AssertionError(f"no agreement after two long-polls; last detail: {detail}")
+
     async def act(self, rid: int, action: str, as_id: int, body: dict[str, Any]
                   ) -> httpx.Response:
         return await self.http.post(f"/api/v1/reassignments/{rid}/{action}", json=body,
@@ -143,6 +161,16 @@ async def test_full_lifecycle_through_the_api(live: Live) -> None:
 
     detail = await live.wait(rid, org.manager_a, "level 1 to open", level_open(1))
     approvers = [lv["approver_id"] for lv in detail["live"]["levels"]]
+    # no agreement while approvals are pending: the long-poll answers when its wait is over
+    elapsed, waited = await live.timed_detail(rid, org.sales_a1, wait_for="agreement",
+                                              wait_seconds=1)
+    assert elapsed >= 1.0 and waited["live"]["agreement_sha256"] is None
+    for bad in ({"wait_for": "agreement", "wait_seconds": 31},
+                {"wait_for": "agreement", "seen_agreement_sha256": "not-a-hash"},
+                {"wait_for": "signature"}):
+        r = await live.http.get(f"/api/v1/reassignments/{rid}", params=bad,
+                                headers=await live.auth(org.sales_a1))
+        assert_problem(r, 422)
     # the requester (manager_a, A's own manager) is skipped: director, CEO, then HR
     assert approvers == [org.director, org.ceo, org.hr_head], detail["live"]["levels"]
 
@@ -166,9 +194,18 @@ async def test_full_lifecycle_through_the_api(live: Live) -> None:
             r = await live.act(rid, "approve", approver, {})
             assert_problem(r, 409)
 
-    detail = await live.wait(rid, org.sales_a1, "the agreement to sign",
-                             lambda d: bool(d["live"] and d["live"].get("agreement_sha256")))
+    # the signer long-polls for the agreement instead of asking again and again
+    detail = await live.wait_for_agreement(rid, org.sales_a1)
     document = detail["live"]["agreement_sha256"]
+    with live.sessions() as s:
+        newest = s.exec(select(RequestDocument.sha256).where(
+            RequestDocument.request_id == rid, RequestDocument.kind == "AGREEMENT")
+            .order_by(col(RequestDocument.version).desc())).first()
+    assert document == newest
+    # already seen: nothing newer comes, so it answers when the wait is over, with the same one
+    elapsed, again = await live.timed_detail(rid, org.sales_a1, wait_for="agreement",
+                                             seen_agreement_sha256=document, wait_seconds=1)
+    assert elapsed >= 1.0 and again["live"]["agreement_sha256"] == document
     # re-authenticate by one-time code, bound to this agreement version, then sign
     r = await live.act(rid, "sign/otp", org.sales_a1, {"document_sha256": document})
     assert r.status_code == 202, r.text
@@ -246,6 +283,10 @@ async def test_reject_and_withdraw_through_the_api(live: Live) -> None:
     assert r.json()["stage"] == "REJECTED"
     await live.wait(rejected, org.director, "REJECTED in the DB",
                     lambda d: d["stage"] == "REJECTED")
+    # no agreement can come any more: the long-poll answers at once, not after 30 s
+    elapsed, ended = await live.timed_detail(rejected, org.sales_a1, wait_for="agreement",
+                                             wait_seconds=30)
+    assert elapsed < 10 and ended["stage"] == "REJECTED"
 
     withdrawn = await submit(org.customers_a1[1:2], "wd")
     await live.wait(withdrawn, org.manager_a, "level 1", level_open(1))
