@@ -7,7 +7,7 @@ from sqlalchemy import pool
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table on the metadata)
-from models.db import make_engine
+from models.db import autogenerate_filter, make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -34,7 +34,8 @@ def run_migrations_online() -> None:
         else make_engine(_url())
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=True)
+                          render_as_batch=True,
+                          include_object=autogenerate_filter(connection.dialect.name))
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

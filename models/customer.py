@@ -13,6 +13,11 @@ from models.types import UTCDateTime, utcnow
 
 class Customer(SQLModel, table=True):
     __tablename__ = "customer"
+    # PostgreSQL only (pg_trgm, migration 0013): the "name or code contains" search
+    __table_args__ = tuple(
+        Index(f"ix_customer_{column}_trgm", column, postgresql_using="gin",
+              postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+        for column in ("name", "code"))
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=40, unique=True)

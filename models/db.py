@@ -114,6 +114,19 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+def autogenerate_filter(dialect: str) -> Any:
+    """Alembic's `include_object`: leaves out the indexes declared for another database only
+    (`Index(...).ddl_if(dialect=...)`, e.g. PostgreSQL's trigram indexes), which neither
+    create_all nor the migrations build there."""
+    def include(obj: Any, _name: str | None, type_: str, reflected: bool,
+                _compare_to: Any) -> bool:
+        if type_ == "index" and not reflected:
+            only = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+            return only is None or only == dialect
+        return True
+    return include
+
+
 def migrate(url: str) -> None:
     """Bring the schema to the newest Alembic revision."""
     from alembic import command

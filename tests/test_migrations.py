@@ -7,12 +7,13 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers the tables)
-from models.db import alembic_config
+from models.db import alembic_config, autogenerate_filter
 
 
 def _schema_diff(engine):
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": False, "include_object": autogenerate_filter(conn.dialect.name)})
         return compare_metadata(context, SQLModel.metadata)
 
 

@@ -73,7 +73,8 @@ def customer_rows(
         conditions.append(col(Customer.id).in_(ids))
     base = select(Customer, owner.c.employee_id).outerjoin(
         owner, owner.c.customer_id == Customer.id).where(*conditions)
-    total = session.exec(select(func.count()).select_from(base.subquery())).one()
+    # one open assignment per customer, so the owner join adds no rows: count without it
+    total = session.exec(select(func.count()).select_from(Customer).where(*conditions)).one()
     rows = session.exec(base.order_by(col(Customer.code)).limit(limit).offset(offset)).all()
     return [(c, o) for c, o in rows], int(total)
 
