@@ -166,7 +166,8 @@ def main() -> None:
     print(f"all documents: {total_before:.2f} -> {total_after:.2f} CPU s "
           f"({1 - total_after / total_before:.0%} less); PDFs byte-identical before and after; "
           f"subset cache {stats.entries} entries, {stats.bytes / 1e6:.1f} MB, "
-          f"{stats.hits} hits, {stats.misses} misses; load average "
+          f"{stats.hits} hits, {stats.misses} misses, {stats.stream_hits} compressed streams "
+          f"reused; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

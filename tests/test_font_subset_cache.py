@@ -74,9 +74,11 @@ def test_pdfs_are_byte_identical_with_the_cache_cold_warm_and_off():
     after_warm = CACHE.stats()
     assert after_warm.hits - after_cold.hits >= len(warm), "the warm renders hit the cache"
     assert after_warm.misses == after_cold.misses and after_warm.entries == after_cold.entries
+    assert after_warm.stream_hits >= len(warm), "and wrote the kept compressed font streams"
     with font_subset_cache.disabled():
         off = render_all()
     assert CACHE.stats().hits == after_warm.hits, "disabled means not consulted"
+    assert CACHE.stats().stream_hits == after_warm.stream_hits
     for name in cold:
         digests = {hashlib.sha256(pdf).hexdigest() for pdf in (cold[name], warm[name], off[name])}
         assert len(digests) == 1, name
@@ -130,6 +132,17 @@ def test_the_lru_keeps_its_entry_and_byte_bounds():
     assert cache.get("a") == b"x" and cache.get("e") == b"123456789"
     cache.put("huge", b"x" * 11)  # larger than the whole cache: not kept
     assert cache.get("huge") is None and cache.get("e") is not None
+
+
+def test_compressed_streams_belong_to_the_very_subset_object_and_count_in_the_bound():
+    cache = SubsetCache(max_entries=3, max_bytes=10)
+    content = b"font"
+    cache.put("a", content)
+    cache.set_compressed(content, b"zz")
+    assert cache.compressed(content) == b"zz" and cache.stats().bytes == 6
+    assert cache.compressed(bytes(bytearray(b"font"))) is None  # equal bytes, not the subset
+    cache.put("b", b"12345")  # 11 bytes in all: "a" and its stream go
+    assert cache.compressed(content) is None and cache.stats().bytes == 5
 
 
 def test_a_weasyprint_without_the_expected_method_is_left_alone():
