@@ -1,8 +1,10 @@
 """A bounded cache of WeasyPrint's HarfBuzz font subsets, shared by every PDF of the process.
 
 WeasyPrint subsets each embedded font on every render (`Font._harfbuzz_subset`); for the Noto
-Sans CJK collection (about 20 MB) that is a large share of a render's CPU, and our documents
-repeat the same glyph sets (one template, one language). HarfBuzz's subset is deterministic:
+Sans CJK collection (about 20 MB) that is a large share of a render's CPU. A glyph set repeats
+when the same text is rendered again (a retried activity, amended terms, the same people's
+documents); documents that name other people have other glyph sets and miss (bench/README.md,
+"Render CPU"). HarfBuzz's subset is deterministic:
 the same face, glyph ids and flags give the same bytes, so a cached result leaves every PDF
 byte-identical.
 
@@ -12,7 +14,7 @@ change with any table's content) and the subset's inputs (sorted glyph ids, hint
 whether a .notdef outline is kept). Each entry also keeps the Flate-compressed stream of its
 subset once a PDF has embedded it (pydyf compresses it at level 9 on every write, which costs
 as much again). At most `MAX_ENTRIES` entries and `MAX_BYTES` of them (subsets and compressed
-streams; a Noto CJK subset of one of our documents is about 0.6 MB and its stream 0.13 MB)
+streams; a Noto CJK subset of one of our documents is 0.6-0.8 MB and its stream 0.13 MB)
 are kept, least recently used first out.
 
 This patches a private WeasyPrint method and pydyf's `Stream.data`; `install()` does so only
