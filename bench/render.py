@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from documents import font_subset_cache
 from documents.agreement import (
@@ -36,11 +37,19 @@ from documents.agreement import (
     render_agreement_html,
     render_evidence_page,
 )
-from documents.report import Person, PolicyRef, _no_fetching, html_to_pdf, render_html
+from documents.report import (
+    Language,
+    Person,
+    PolicyRef,
+    _no_fetching,
+    html_to_pdf,
+    render_html,
+)
+from domain.impact import CompensationKind
 from domain.policy import Terms
 from tests.report_fixtures import CUSTOMERS, WINDOW_END, report_data
 
-LANGUAGES = ("zh-CN", "en")
+LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
 FLOOR_HTML = ('<html><head><style>html { font-family: "Noto Sans CJK SC"; }</style></head>'
               '<body><p>客户调整 Baton</p></body></html>')
 
@@ -57,7 +66,7 @@ def agreement_data() -> AgreementData:
         signature_deadline_at=WINDOW_END + timedelta(days=7),
         terms=Terms(protection_period=timedelta(days=180), protection_share_bp=5_000,
                     inherited_rate_bp=200, compensation_fen=1_234_567),
-        option="LUMP_SUM", option_suggested=True,
+        option=CompensationKind.LUMP_SUM, option_suggested=True,
         policy=PolicyRef(id=3, name="华东销售客户调整政策", version=2,
                          published_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC)),
         report=ReportRef(version=2, sha256="5f" * 32), timezone="Asia/Shanghai")
@@ -154,7 +163,7 @@ def documents(count: int, html: dict[str, str],
               to_pdf: Callable[[str], bytes]) -> tuple[list[Row], dict[str, bytes]]:
     rows, pdfs = [], {}
     for name, page in html.items():
-        row, pdfs[name] = measure(name, count, lambda page=page: to_pdf(page))
+        row, pdfs[name] = measure(name, count, partial(to_pdf, page))
         rows.append(row)
     return rows, pdfs
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fontTools.pens.boundsPen import BoundsPen
@@ -36,7 +37,8 @@ def embedded_fonts(pdf: bytes) -> dict[str, bytes]:
     """The font programs the PDF embeds, by /BaseFont name."""
     fonts: dict[str, bytes] = {}
     for page in PdfReader(io.BytesIO(pdf)).pages:
-        for ref in page["/Resources"].get_object().get("/Font", {}).values():
+        resources: Any = page["/Resources"].get_object()
+        for ref in resources.get("/Font", {}).values():
             font = ref.get_object()
             for descendant in font.get("/DescendantFonts", [font]):
                 descriptor = descendant.get_object()["/FontDescriptor"].get_object()
