@@ -24,7 +24,7 @@ help:
 	@echo "make bench    settlement benchmark vs. the floor query (SQLite + PostgreSQL, 100k and 1M orders; BENCH_ARGS='...')"
 	@echo "              valuation refresh vs. its aggregate query (20k customers, 100k and 1M orders; VALUATION_BENCH_ARGS='...'),"
 	@echo "              lifecycle throughput vs. a bare workflow (LIFECYCLE_BENCH_ARGS='--count 100') and the API under load"
-	@echo "              (API_LOAD_BENCH_ARGS='...'); see bench/README.md"
+	@echo "              (API_LOAD_BENCH_ARGS='...') and the PDFs' render CPU (RENDER_BENCH_ARGS='--count 5'); see bench/README.md"
 
 install: $(STAMP) postgres documents-deps browser
 
@@ -113,8 +113,10 @@ BENCH_ARGS ?=
 VALUATION_BENCH_ARGS ?=
 LIFECYCLE_BENCH_ARGS ?=
 API_LOAD_BENCH_ARGS ?=
+RENDER_BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.settlement $(BENCH_ARGS)
 	$(BIN)/python -m bench.valuation $(VALUATION_BENCH_ARGS)
 	$(BIN)/python -m bench.lifecycle $(LIFECYCLE_BENCH_ARGS)
 	$(BIN)/python -m bench.api_load $(API_LOAD_BENCH_ARGS)
+	$(BIN)/python -m bench.render $(RENDER_BENCH_ARGS)
