@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # slots for PDF renders and seals on the worker's documents task queue (they render one
     # at a time per process; a second slot overlaps one's database work with another's render)
     document_slots: int = Field(default=2, ge=1)
+    # how much lower (nice) the render threads run than the rest of the worker: a render is
+    # CPU-bound and waited for in minutes, an approval in seconds (0: the same priority)
+    document_nice: int = Field(default=10, ge=0, le=19)
     # keep WeasyPrint's font subsets per font and glyph set (documents/font_subset_cache.py;
     # the same PDF bytes, less CPU); false: every render subsets its fonts again
     font_subset_cache: bool = True

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -100,11 +102,26 @@ class BatonWorker:
                 raise result
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Raises the calling thread's nice value by `nice`: renders are CPU-bound and nobody
+    waits on them by the second, so on a busy host the approvals, the API, Temporal and the
+    database get the cores first. Linux keeps a nice value per thread; elsewhere, or without
+    permission, the thread keeps its priority."""
+    if nice <= 0:
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
+    except (AttributeError, OSError) as exc:
+        logging.getLogger(__name__).debug("documents thread keeps its priority: %s", exc)
+
+
 def build_worker(
     client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8,
     timezone: str = "Asia/Shanghai", channels: DeliveryChannels | None = None,
     public_url: str = "http://localhost:8000",
     graceful_shutdown: timedelta = timedelta(0), document_slots: int = 2,
+    document_nice: int = 0,
 ) -> BatonWorker:
     """A worker for Baton's workflows; sync activities run on thread pools."""
     reassignment = ReassignmentActivities(sessions)
@@ -149,7 +166,9 @@ def build_worker(
         activities=[documents.render_personal_report, documents.render_agreement,
                     documents.seal_agreement],
         activity_executor=ThreadPoolExecutor(max_workers=document_slots,
-                                             thread_name_prefix="documents"),
+                                             thread_name_prefix="documents",
+                                             initializer=lower_thread_priority,
+                                             initargs=(document_nice,)),
         max_concurrent_activities=document_slots,
         graceful_shutdown_timeout=graceful_shutdown,
     )
@@ -205,7 +224,8 @@ async def run() -> None:
                           # on SIGTERM, running activities get this long to finish before
                           # they are cancelled (compose's stop_grace_period is 30 s)
                           graceful_shutdown=timedelta(seconds=20),
-                          document_slots=settings.document_slots)
+                          document_slots=settings.document_slots,
+                          document_nice=settings.document_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

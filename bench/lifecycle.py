@@ -450,8 +450,12 @@ def workers(client: Client, sessions: Any, task_queue: str, bare_queue: str,
     bare = Worker(client, task_queue=bare_queue, workflows=[BareLifecycle],
                   activities=[bench_noop], activity_executor=pool,
                   max_concurrent_activities=activity_threads)
-    return build_worker(client, sessions, task_queue, activity_threads=activity_threads), \
-        bare, pool
+    from settings import get_settings
+
+    settings = get_settings()  # the render slots and priority as production's (BATON_DOCUMENT_*)
+    return build_worker(client, sessions, task_queue, activity_threads=activity_threads,
+                        document_slots=settings.document_slots,
+                        document_nice=settings.document_nice), bare, pool
 
 
 async def serve_workers(address: str, url: str, task_queue: str, bare_queue: str,
@@ -676,7 +680,12 @@ def main(argv: Sequence[str] | None = None) -> int:
              "threads each" if args.worker == "process" else "in the API's process")
     print(f"backend {args.backend}; API (ASGI) and drivers in one process, both workers {where}, "
           "the Temporal dev server in its own")
-    print(f"the signer waits for the agreement by {args.signer_wait}")
+    from settings import get_settings
+
+    settings = get_settings()
+    print(f"the signer waits for the agreement by {args.signer_wait}; document slots "
+          f"{settings.document_slots}, render threads at nice +{settings.document_nice} "
+          "(BATON_DOCUMENT_SLOTS, BATON_DOCUMENT_NICE)")
     print(format_report(baton, bare, shape, args.concurrency))
     return 1 if baton.failures or bare.failures else 0
 
