@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     activity_threads: int = Field(default=16, ge=1)
     # slots for PDF renders and seals on the worker's documents task queue (they render one
     # at a time per process; a second slot overlaps one's database work with another's render)
+    # which task queues this worker process serves: both, the workflows and database
+    # activities only, or the renders and seals only (to run renders in processes of their own)
+    worker_role: Literal["all", "workflows", "documents"] = "all"
     document_slots: int = Field(default=2, ge=1)
     # how much lower (nice) the render threads run than the rest of the worker: a render is
     # CPU-bound and waited for in minutes, an approval in seconds (0: the same priority)

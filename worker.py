@@ -10,7 +10,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import (
     Client,
@@ -51,51 +51,59 @@ SETTLEMENT_SCHEDULE_ID = "baton-monthly-settlement"
 VALUATION_SCHEDULE_ID = "baton-nightly-valuation"
 
 
+WorkerRole = Literal["all", "workflows", "documents"]
+
+
 class BatonWorker:
-    """Two temporalio workers run as one: the workflows and database activities on
+    """Baton's temporalio workers run as one: the workflows and database activities on
     `task_queue`, the PDF renders and seals on its documents queue with their own few slots
     (a render holds its slot for seconds; the renders run one at a time per process anyway,
-    documents/report.py). Used like a temporalio Worker: `async with`, or run()/shutdown()."""
+    documents/report.py). A process serves both (role "all") or one of them ("workflows",
+    "documents"), so that renders can run in processes of their own. Used like a temporalio
+    Worker: `async with`, or run()/shutdown()."""
 
-    def __init__(self, main: Worker, documents: Worker) -> None:
+    def __init__(self, task_queue: str, main: Worker | None, documents: Worker | None) -> None:
+        self.task_queue = task_queue
         self.main = main
         self.documents = documents
-
-    @property
-    def task_queue(self) -> str:
-        return self.main.task_queue
+        # documents first: entered first, so a render slot is ready before any workflow runs
+        self.workers = [w for w in (documents, main) if w is not None]
+        if not self.workers:
+            raise ValueError("a Baton worker needs at least one of its task queues")
 
     @property
     def is_running(self) -> bool:
-        return self.main.is_running and self.documents.is_running
+        return all(w.is_running for w in self.workers)
 
     async def run(self) -> None:
-        """Until shutdown(); if one worker fails, the other is shut down too."""
-        runs = [asyncio.ensure_future(w.run()) for w in (self.main, self.documents)]
+        """Until shutdown(); if one worker fails, the others are shut down too."""
+        runs = [asyncio.ensure_future(w.run()) for w in self.workers]
         try:
             await asyncio.gather(*runs)
         finally:
-            for worker, running in zip((self.main, self.documents), runs, strict=True):
+            for worker, running in zip(self.workers, runs, strict=True):
                 if not running.done():
                     await worker.shutdown()
 
     async def shutdown(self) -> None:
-        """Both at once, each with its graceful-shutdown timeout for running activities."""
-        await asyncio.gather(self.main.shutdown(), self.documents.shutdown())
+        """All at once, each with its graceful-shutdown timeout for running activities."""
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
 
     async def __aenter__(self) -> BatonWorker:
-        await self.documents.__aenter__()
+        entered: list[Worker] = []
         try:
-            await self.main.__aenter__()
+            for worker in self.workers:
+                await worker.__aenter__()
+                entered.append(worker)
         except BaseException:
-            await self.documents.__aexit__(None, None, None)
+            await asyncio.gather(*(w.__aexit__(None, None, None) for w in entered),
+                                 return_exceptions=True)
             raise
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        # both shut down at once (each waits up to its graceful timeout), errors after both
-        results = await asyncio.gather(self.main.__aexit__(*exc_info),
-                                       self.documents.__aexit__(*exc_info),
+        # all shut down at once (each waits up to its graceful timeout), errors after all
+        results = await asyncio.gather(*(w.__aexit__(*exc_info) for w in self.workers),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -121,9 +129,11 @@ def build_worker(
     timezone: str = "Asia/Shanghai", channels: DeliveryChannels | None = None,
     public_url: str = "http://localhost:8000",
     graceful_shutdown: timedelta = timedelta(0), document_slots: int = 2,
-    document_nice: int = 0,
+    document_nice: int = 0, role: WorkerRole = "all",
 ) -> BatonWorker:
-    """A worker for Baton's workflows; sync activities run on thread pools."""
+    """A worker for Baton's workflows; sync activities run on thread pools. `role` chooses
+    the task queues: both ("all"), the workflows and database activities ("workflows"), or
+    the renders and seals ("documents")."""
     reassignment = ReassignmentActivities(sessions)
     settlement = SettlementActivities(sessions, timezone)
     valuation = ValuationActivities(sessions)
@@ -132,7 +142,7 @@ def build_worker(
     notifications = NotificationActivities(sessions, channels, public_url=public_url,
                                            timezone=timezone)
     bulk = BulkActivities(sessions)
-    main = Worker(
+    main = None if role == "documents" else Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
@@ -160,7 +170,7 @@ def build_worker(
         max_concurrent_activities=activity_threads,
         graceful_shutdown_timeout=graceful_shutdown,
     )
-    renders = Worker(
+    renders = None if role == "workflows" else Worker(
         client,
         task_queue=documents_task_queue(task_queue),
         activities=[documents.render_personal_report, documents.render_agreement,
@@ -172,7 +182,7 @@ def build_worker(
         max_concurrent_activities=document_slots,
         graceful_shutdown_timeout=graceful_shutdown,
     )
-    return BatonWorker(main, renders)
+    return BatonWorker(task_queue, main, renders)
 
 
 async def ensure_settlement_schedule(client: Client, task_queue: str, timezone: str) -> None:
@@ -216,8 +226,9 @@ async def run() -> None:
             "leave it empty") from exc
     client = await connect(settings, runtime)
     sessions = session_factory(engine_for(settings.database_url))
-    await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
-    await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
+    if settings.worker_role != "documents":  # the schedules start workflows
+        await ensure_settlement_schedule(client, settings.task_queue, settings.org_timezone)
+        await ensure_valuation_schedule(client, settings.task_queue, settings.org_timezone)
     worker = build_worker(client, sessions, settings.task_queue, settings.activity_threads,
                           settings.org_timezone, channels_from_settings(settings),
                           settings.public_base_url,
@@ -225,14 +236,14 @@ async def run() -> None:
                           # they are cancelled (compose's stop_grace_period is 30 s)
                           graceful_shutdown=timedelta(seconds=20),
                           document_slots=settings.document_slots,
-                          document_nice=settings.document_nice)
+                          document_nice=settings.document_nice, role=settings.worker_role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        logging.info("worker polling task queues %s and %s on %s", settings.task_queue,
-                     documents_task_queue(settings.task_queue), settings.temporal_address)
+        logging.info("worker (%s) polling task queue(s) %s on %s", settings.worker_role,
+                     ", ".join(w.task_queue for w in worker.workers), settings.temporal_address)
         if settings.worker_metrics_address:
             logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
         await stop.wait()

@@ -172,6 +172,12 @@ class Phase:
     worker_cpu_s: float | None = None  # the worker process(es) alone
     load: tuple[float, float, float] | None = None  # the 1/5/15-minute load average at the end
     polls: int = 0  # GET detail while the signer waits for the agreement
+    # the same round-trips by their place in the lifecycle (approval level; bare Update n)
+    update_ms_by_step: dict[int, list[float]] = field(default_factory=dict)
+
+    def record_update(self, step: int, elapsed_ms: float) -> None:
+        self.update_ms.append(elapsed_ms)
+        self.update_ms_by_step.setdefault(step, []).append(elapsed_ms)
 
     @property
     def per_second(self) -> float:
@@ -287,8 +293,8 @@ class Bench:
         if r.status_code != 201:
             raise RuntimeError(f"submit: {r.status_code} {r.text[:200]}")
         rid = r.json()["id"]
-        for approver in (org.director, org.ceo, org.hr_head):
-            await self._approve(rid, approver, phase)
+        for level, approver in enumerate((org.director, org.ceo, org.hr_head), start=1):
+            await self._approve(rid, approver, phase, level)
         await self._sign(rid, phase)
         workflow_id = r.json().get("workflow_id") or f"reassignment-{rid}"
         final = await self.client.get_workflow_handle(workflow_id).result()
@@ -296,7 +302,7 @@ class Bench:
             raise RuntimeError(f"request {rid} ended {final.get('stage')} without protection")
         return str(workflow_id)
 
-    async def _approve(self, rid: int, approver: int, phase: Phase) -> None:
+    async def _approve(self, rid: int, approver: int, phase: Phase, level: int) -> None:
         headers = await self.auth(approver)
         while True:
             started = time.perf_counter()
@@ -304,7 +310,7 @@ class Bench:
                                      headers=headers)
             elapsed = (time.perf_counter() - started) * 1000
             if r.status_code == 200:
-                phase.update_ms.append(elapsed)
+                phase.record_update(level, elapsed)
                 return
             if r.status_code == 409 and "wrong_stage" in r.text:
                 phase.refused += 1
@@ -372,7 +378,7 @@ class Bench:
                     phase.refused += 1
                     await asyncio.sleep(RESEND_S)
                     continue
-                phase.update_ms.append((time.perf_counter() - started) * 1000)
+                phase.record_update(n + 1, (time.perf_counter() - started) * 1000)
                 break
         await handle.result()
 
@@ -440,22 +446,24 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def workers(client: Client, sessions: Any, task_queue: str, bare_queue: str,
-            activity_threads: int) -> tuple[Any, Worker, Any]:
-    """Baton's worker and the bare one, each with its own pool of `activity_threads`."""
+            activity_threads: int) -> tuple[Any, Worker | None, Any]:
+    """Baton's worker and the bare one, each with its own pool of `activity_threads`. The
+    Baton worker's role (BATON_WORKER_ROLE), render slots and priority are production's
+    settings; a "documents" process runs no bare worker."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from settings import get_settings
     from worker import build_worker
 
+    settings = get_settings()
     pool = ThreadPoolExecutor(max_workers=activity_threads)
-    bare = Worker(client, task_queue=bare_queue, workflows=[BareLifecycle],
-                  activities=[bench_noop], activity_executor=pool,
-                  max_concurrent_activities=activity_threads)
-    from settings import get_settings
-
-    settings = get_settings()  # the render slots and priority as production's (BATON_DOCUMENT_*)
+    bare = None if settings.worker_role == "documents" else Worker(
+        client, task_queue=bare_queue, workflows=[BareLifecycle], activities=[bench_noop],
+        activity_executor=pool, max_concurrent_activities=activity_threads)
     return build_worker(client, sessions, task_queue, activity_threads=activity_threads,
                         document_slots=settings.document_slots,
-                        document_nice=settings.document_nice), bare, pool
+                        document_nice=settings.document_nice,
+                        role=settings.worker_role), bare, pool
 
 
 async def serve_workers(address: str, url: str, task_queue: str, bare_queue: str,
@@ -472,7 +480,10 @@ async def serve_workers(address: str, url: str, task_queue: str, bare_queue: str
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with baton, bare:
+    async with contextlib.AsyncExitStack() as running:
+        for worker in (baton, bare):
+            if worker is not None:
+                await running.enter_async_context(worker)
         print("workers ready", flush=True)
         await stop.wait()
     pool.shutdown()
@@ -480,11 +491,11 @@ async def serve_workers(address: str, url: str, task_queue: str, bare_queue: str
 
 @contextlib.asynccontextmanager
 async def worker_process(address: str, url: str, task_queue: str, bare_queue: str,
-                         activity_threads: int) -> AsyncIterator[int]:
+                         activity_threads: int, role: str = "all") -> AsyncIterator[int]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.lifecycle", "--serve-workers", address, url, task_queue,
         bare_queue, "--activity-threads", str(activity_threads),
-        stdout=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "BATON_WORKER_ROLE": role})
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), timeout=120)
@@ -502,10 +513,11 @@ async def worker_process(address: str, url: str, task_queue: str, bare_queue: st
 
 @contextlib.asynccontextmanager
 async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable[[str], None],
-                processes: int = 1,
+                processes: int = 1, document_processes: int = 0,
                 ) -> AsyncIterator[tuple[Client, Any, Any, str, str, list[int]]]:
     """The dev server, the API app in this process, and the two workers (in this process or
-    in `processes` worker processes, each polling both task queues)."""
+    in `processes` worker processes, each polling both task queues; with
+    `document_processes`, those poll the workflow queue and these the documents queue)."""
     import httpx
     from temporalio.testing import WorkflowEnvironment
 
@@ -533,15 +545,18 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
         async with contextlib.AsyncExitStack() as running:
             pids: list[int] = []
             if worker_mode == "process":
+                roles = ["workflows" if document_processes else "all"] * processes + \
+                    ["documents"] * document_processes
                 pids = [await running.enter_async_context(worker_process(
-                    address, url, task_queue, bare_queue, activity_threads))
-                    for _ in range(processes)]
+                    address, url, task_queue, bare_queue, activity_threads, role))
+                    for role in roles]
                 say(f"workers in process(es) {pids} (py-spy record --pid PID to profile one)")
             else:
                 baton, bare, pool = workers(env.client, sessions, task_queue, bare_queue,
                                             activity_threads)
                 running.callback(pool.shutdown)
                 await running.enter_async_context(baton)
+                assert bare is not None, "run the in-process worker with BATON_WORKER_ROLE=all"
                 await running.enter_async_context(bare)
             transport = httpx.ASGITransport(app=app)
             http = await running.enter_async_context(httpx.AsyncClient(
@@ -553,11 +568,13 @@ async def stack(url: str, activity_threads: int, worker_mode: str, say: Callable
 
 async def measure(url: str, count: int, concurrency: int, activity_threads: int,
                   worker_mode: str, say: Callable[[str], None], processes: int = 1,
-                  long_poll: bool = True) -> tuple[Phase, Phase, BareShape]:
+                  long_poll: bool = True, document_processes: int = 0
+                  ) -> tuple[Phase, Phase, BareShape]:
     from models.db import migrate
 
     migrate(url)
-    async with stack(url, activity_threads, worker_mode, say, processes) as (
+    async with stack(url, activity_threads, worker_mode, say, processes,
+                     document_processes) as (
             client, http, sessions, _queue, bare_queue, worker_pids):
         org, customers = seed(sessions, count + 1)
         cpu = CpuMeter(roots=[os.getpid(), *postmaster_of(sessions)], workers=worker_pids)
@@ -624,6 +641,9 @@ def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int)
         f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight; the signer "
         f"asked for the request {baton.polls / max(baton.count, 1):.1f} times per lifecycle "
         "waiting for the agreement",
+        *(f"{p.name} p50/p95 ms by step: " + ", ".join(
+            f"{step}: {percentile(ms, 50):.0f}/{percentile(ms, 95):.0f}"
+            for step, ms in sorted(p.update_ms_by_step.items())) for p in (baton, bare)),
         "upd = baton: POST .../approve through the API (3 per lifecycle); bare: execute_update "
         "through the client (all of its Updates); resent = sent before the step opened",
         "cpu s = every process of the run (API and drivers, workers, Temporal dev server, "
@@ -653,6 +673,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--worker-processes", type=int, default=1,
                         help="with --worker process: how many worker processes (1); each runs "
                              "both workers, as `docker compose --scale worker=N` would")
+    parser.add_argument("--document-processes", type=int, default=0,
+                        help="with --worker process: this many more worker processes serve "
+                             "the documents queue only (BATON_WORKER_ROLE=documents) and the "
+                             "--worker-processes the workflow queue only (0: every process "
+                             "serves both)")
     parser.add_argument("--signer-wait", choices=["long-poll", "poll"], default="long-poll",
                         help="how the signer waits for the agreement: one GET detail with "
                              "wait_for=agreement (long-poll, as the signing page; default) or "
@@ -674,10 +699,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         baton, bare, shape = asyncio.run(measure(url, args.count, args.concurrency,
                                                  args.activity_threads, args.worker, say,
                                                  args.worker_processes,
-                                                 args.signer_wait == "long-poll"))
+                                                 args.signer_wait == "long-poll",
+                                                 args.document_processes))
     print()
     where = (f"in {args.worker_processes} worker process(es), {args.activity_threads} activity "
              "threads each" if args.worker == "process" else "in the API's process")
+    if args.worker == "process" and args.document_processes:
+        where += f" (workflow queue only), renders in {args.document_processes} more"
     print(f"backend {args.backend}; API (ASGI) and drivers in one process, both workers {where}, "
           "the Temporal dev server in its own")
     from settings import get_settings

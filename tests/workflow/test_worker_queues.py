@@ -10,9 +10,16 @@ import threading
 import uuid
 
 import pytest
+from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
+from domain.stages import Stage
+from domain.workflow_dto import ActionInput, ReassignmentState
+from models import RequestDocument
 from models.db import SessionFactory
+from tests.factories import SmallOrg
+from tests.workflow.conftest import Harness, wait_stage
+from tests.workflow.test_signing_e2e import current_agreement
 from worker import BatonWorker, build_worker
 from workflows.reassignment import documents_task_queue
 
@@ -59,3 +66,45 @@ async def test_render_threads_run_at_a_lower_priority(time_env: WorkflowEnvironm
     assert renders.submit(thread_nice).result() == min(19, base + 5)
     assert others.submit(thread_nice).result() == base  # approvals keep their priority
     assert thread_nice() == base  # and so does the worker's own thread
+
+
+async def test_a_process_serves_the_queues_of_its_role(time_env: WorkflowEnvironment,
+                                                      sessions: SessionFactory) -> None:
+    client = time_env.client
+    queue = "tq-roles"
+    workflows = build_worker(client, sessions, queue, role="workflows")
+    renders = build_worker(client, sessions, queue, role="documents")
+    assert workflows.documents is None and workflows.main is not None
+    assert [w.task_queue for w in workflows.workers] == [queue]
+    assert renders.main is None and renders.documents is not None
+    assert [w.task_queue for w in renders.workers] == [documents_task_queue(queue)]
+    assert renders.task_queue == workflows.task_queue == queue
+
+
+async def test_renders_run_in_a_process_of_their_own(time_env: WorkflowEnvironment,
+                                                     sessions: SessionFactory,
+                                                     org: SmallOrg) -> None:
+    """One worker with role "workflows" and one with role "documents", as two processes would
+    run them: the approvals go through the first, the report and the agreement are rendered
+    by the second (the first does not poll the documents queue)."""
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    harness = Harness(time_env, time_env.client, sessions, org, queue)
+    async with build_worker(time_env.client, sessions, queue, role="workflows"), \
+            build_worker(time_env.client, sessions, queue, role="documents"):
+        try:
+            handle = await harness.submit_and_start(
+                requester=org.manager_a, from_id=org.sales_a1, to_id=org.sales_a2,
+                customers=org.customers_a1[:1])
+            state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
+            for level in state.levels:
+                await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
+                await handle.execute_update("approve", ActionInput(actor_id=level.approver_id),
+                                            result_type=ReassignmentState)
+            state = await current_agreement(handle)
+            assert state.stage == Stage.COMMUNICATION and state.report_sha256 is not None
+            with sessions() as s:
+                kinds = set(s.exec(select(RequestDocument.kind).where(
+                    RequestDocument.request_id == state.request_id)).all())
+            assert kinds == {"REPORT", "AGREEMENT"}
+        finally:
+            await harness.terminate_leftovers()
