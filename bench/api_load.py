@@ -456,7 +456,10 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
             engine.dispose()
         plan = workdir / "plan.json"
         make_plan(org, plan)
-        profile = workdir / f"profile-{backend}.html" if args.profile else None
+        # a --keep-profile directory gets HTML; a path ending in .txt gets pyinstrument's text
+        text = args.keep_profile is not None and args.keep_profile.suffix == ".txt"
+        profile = (workdir / f"profile-{backend}.{'txt' if text else 'html'}"
+                   if args.profile else None)
         models: list[tuple[str, tuple[float, float] | None]] = []
         if not args.think_only:
             models.append((backend, None))
@@ -470,7 +473,8 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path,
                 lines += run_load_model(label, think, server, plan, workdir, args, processes,
                                         say)
         if profile is not None and args.keep_profile:
-            kept = Path(args.keep_profile) / profile.name
+            kept = (args.keep_profile.with_name(f"{args.keep_profile.stem}-{backend}.txt")
+                    if text else Path(args.keep_profile) / profile.name)
             kept.write_bytes(profile.read_bytes())
             say(f"{backend}: profile in {kept}")
         return lines
@@ -534,7 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="one API process under pyinstrument instead of --workers")
     parser.add_argument("--keep-profile", type=Path, default=None,
-                        help="copy the profile's HTML here (with --profile)")
+                        help="with --profile: a directory to copy the HTML profile to, or "
+                             "a path ending in .txt for text (PATH-BACKEND.txt)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.think_only and args.think_time is None:
