@@ -174,6 +174,7 @@ class Phase:
     polls: int = 0  # GET detail while the signer waits for the agreement
     # the same round-trips by their place in the lifecycle (approval level; bare Update n)
     update_ms_by_step: dict[int, list[float]] = field(default_factory=dict)
+    loop_lag_ms: list[float] = field(default_factory=list)  # see measure_loop_lag
 
     def record_update(self, step: int, elapsed_ms: float) -> None:
         self.update_ms.append(elapsed_ms)
@@ -238,6 +239,18 @@ class CpuMeter:
         return self._tree(stats, self.roots), workers
 
 
+LAG_TICK_S = 0.05
+
+
+async def measure_loop_lag(lags_ms: list[float]) -> None:
+    """How late this process's event loop wakes a 50 ms sleep: the API (in process, over
+    ASGI) and the drivers share that loop, so a late wake-up delays every round-trip."""
+    while True:
+        expected = time.perf_counter() + LAG_TICK_S
+        await asyncio.sleep(LAG_TICK_S)
+        lags_ms.append(max(0.0, (time.perf_counter() - expected) * 1000))
+
+
 async def run_concurrently(count: int, concurrency: int,
                            one: Callable[[int], Awaitable[None]], phase: Phase,
                            cpu: CpuMeter | None = None) -> None:
@@ -252,7 +265,11 @@ async def run_concurrently(count: int, concurrency: int,
 
     before = cpu.sample() if cpu else None
     started = time.perf_counter()
-    await asyncio.gather(*(guarded(i) for i in range(count)))
+    lag = asyncio.ensure_future(measure_loop_lag(phase.loop_lag_ms))
+    try:
+        await asyncio.gather(*(guarded(i) for i in range(count)))
+    finally:
+        lag.cancel()
     phase.wall_s = time.perf_counter() - started
     if cpu and before:
         after = cpu.sample()
@@ -641,6 +658,10 @@ def format_report(baton: Phase, bare: Phase, shape: BareShape, concurrency: int)
         f"{shape.armed_timers} cancelled; {concurrency} lifecycles in flight; the signer "
         f"asked for the request {baton.polls / max(baton.count, 1):.1f} times per lifecycle "
         "waiting for the agreement",
+        *(f"{p.name} event loop of the API and drivers, late by p50/p95/p99/max "
+          f"{percentile(p.loop_lag_ms, 50):.0f}/{percentile(p.loop_lag_ms, 95):.0f}/"
+          f"{percentile(p.loop_lag_ms, 99):.0f}/{max(p.loop_lag_ms, default=0):.0f} ms"
+          for p in (baton, bare)),
         *(f"{p.name} p50/p95 ms by step: " + ", ".join(
             f"{step}: {percentile(ms, 50):.0f}/{percentile(ms, 95):.0f}"
             for step, ms in sorted(p.update_ms_by_step.items())) for p in (baton, bare)),
