@@ -24,14 +24,11 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 
 from documents import font_subset_cache
 from documents.agreement import (
-    AgreementCustomer,
-    AgreementData,
-    ReportRef,
     SealEvidence,
     render_agreement,
     render_agreement_html,
@@ -39,37 +36,15 @@ from documents.agreement import (
 )
 from documents.report import (
     Language,
-    Person,
-    PolicyRef,
     _no_fetching,
     html_to_pdf,
     render_html,
 )
-from domain.impact import CompensationKind
-from domain.policy import Terms
-from tests.report_fixtures import CUSTOMERS, WINDOW_END, report_data
+from tests.report_fixtures import CUSTOMERS, agreement_data, report_data
 
 LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
 FLOOR_HTML = ('<html><head><style>html { font-family: "Noto Sans CJK SC"; }</style></head>'
               '<body><p>客户调整 Baton</p></body></html>')
-
-
-def agreement_data() -> AgreementData:
-    return AgreementData(
-        request_id=42, submitted_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC),
-        company="示范贸易有限公司",
-        salesperson=Person(id=100, name="李明", employee_no="E100"),
-        receiver=Person(id=102, name="赵强", employee_no="E102"),
-        customers=[AgreementCustomer(id=11, code="SH-0001", name="上海明华贸易有限公司"),
-                   AgreementCustomer(id=13, code="EX-0317", name="Northwind Traders")],
-        reason="TERRITORY_REALIGNMENT", window_end=WINDOW_END,
-        signature_deadline_at=WINDOW_END + timedelta(days=7),
-        terms=Terms(protection_period=timedelta(days=180), protection_share_bp=5_000,
-                    inherited_rate_bp=200, compensation_fen=1_234_567),
-        option=CompensationKind.LUMP_SUM, option_suggested=True,
-        policy=PolicyRef(id=3, name="华东销售客户调整政策", version=2,
-                         published_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC)),
-        report=ReportRef(version=2, sha256="5f" * 32), timezone="Asia/Shanghai")
 
 
 def evidence(language: str, agreement_pdf: bytes) -> SealEvidence:

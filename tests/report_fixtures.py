@@ -8,13 +8,16 @@ from typing import Any
 from sqlmodel import select
 
 from documents import MonthFigures, Person, PolicyRef, ReportCustomer, ReportData
+from documents.agreement import AgreementCustomer, AgreementData, ReportRef
 from domain.impact import CustomerValue, assess
-from domain.policy import ApprovalLevelRule, PolicyRules, default_terms
+from domain.policy import ApprovalLevelRule, PolicyRules, Terms, default_terms
 from domain.stages import Reason, Role
 
 PERIODS = [f"2025-{m:02d}" for m in range(3, 13)] + ["2026-01", "2026-02"]
 SUBMITTED = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 WINDOW_END = datetime(2026, 3, 16, 10, 0, tzinfo=UTC)  # 18:00 in Shanghai
+TZ = "Asia/Shanghai"
+REPORT_SHA = "5f" * 32
 
 
 def report_rules() -> PolicyRules:
@@ -139,3 +142,24 @@ def make_report_request(sessions: Any, org: Any, *, locale: str = "zh-CN",
         s.flush()
         assert request.id is not None
         return request.id
+
+
+def agreement_data(**overrides: object) -> AgreementData:
+    """An agreement in both scripts' names (the tests and bench/render.py render it)."""
+    values: dict[str, object] = dict(
+        request_id=42, submitted_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC),
+        company="示范贸易有限公司",
+        salesperson=Person(id=100, name="李明", employee_no="E100"),
+        receiver=Person(id=102, name="赵强", employee_no="E102"),
+        customers=[AgreementCustomer(id=11, code="SH-0001", name="上海明华贸易有限公司"),
+                   AgreementCustomer(id=13, code="EX-0317", name="Northwind Traders")],
+        reason="TERRITORY_REALIGNMENT", window_end=WINDOW_END,
+        signature_deadline_at=WINDOW_END + timedelta(days=7),
+        terms=Terms(protection_period=timedelta(days=180), protection_share_bp=5_000,
+                    inherited_rate_bp=200, compensation_fen=1_234_567),
+        option="LUMP_SUM", option_suggested=True,
+        policy=PolicyRef(id=3, name="华东销售客户调整政策", version=2,
+                         published_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC)),
+        report=ReportRef(version=2, sha256=REPORT_SHA), timezone=TZ)
+    values.update(overrides)
+    return AgreementData.model_validate(values)

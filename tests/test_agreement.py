@@ -26,15 +26,11 @@ from activities.documents import (
 from api.deps import get_temporal_client
 from api.main import create_app
 from documents.agreement import (
-    AgreementCustomer,
-    AgreementData,
-    ReportRef,
     SealEvidence,
     render_agreement,
     render_agreement_html,
 )
 from documents.formatting import moment, money
-from documents.report import Person, PolicyRef
 from documents.seal import (
     DEV_PKCS12,
     SealConfig,
@@ -46,32 +42,15 @@ from models import AuditEvent, Customer, ReassignmentRequest, RequestDocument, S
 from models.audit import verify_chain
 from settings import get_settings
 from tests.api.conftest import Api, FakeTemporal, api_settings, assert_problem
-from tests.report_fixtures import DB_CUSTOMER_NAMES, make_report_request
+from tests.report_fixtures import (
+    DB_CUSTOMER_NAMES,
+    REPORT_SHA,
+    TZ,
+    WINDOW_END,
+    agreement_data,
+    make_report_request,
+)
 from tests.test_report import pdf_text, squash
-
-TZ = "Asia/Shanghai"
-REPORT_SHA = "5f" * 32
-WINDOW_END = datetime(2026, 3, 16, 10, 0, tzinfo=UTC)  # 18:00 in Shanghai
-
-
-def agreement_data(**overrides: object) -> AgreementData:
-    values: dict[str, object] = dict(
-        request_id=42, submitted_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC),
-        company="示范贸易有限公司",
-        salesperson=Person(id=100, name="李明", employee_no="E100"),
-        receiver=Person(id=102, name="赵强", employee_no="E102"),
-        customers=[AgreementCustomer(id=11, code="SH-0001", name="上海明华贸易有限公司"),
-                   AgreementCustomer(id=13, code="EX-0317", name="Northwind Traders")],
-        reason="TERRITORY_REALIGNMENT", window_end=WINDOW_END,
-        signature_deadline_at=WINDOW_END + timedelta(days=7),
-        terms=Terms(protection_period=timedelta(days=180), protection_share_bp=5_000,
-                    inherited_rate_bp=200, compensation_fen=1_234_567),
-        option="LUMP_SUM", option_suggested=True,
-        policy=PolicyRef(id=3, name="华东销售客户调整政策", version=2,
-                         published_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC)),
-        report=ReportRef(version=2, sha256=REPORT_SHA), timezone=TZ)
-    values.update(overrides)
-    return AgreementData.model_validate(values)
 
 
 @pytest.fixture(scope="module")

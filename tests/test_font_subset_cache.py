@@ -18,8 +18,7 @@ from pypdf import PdfReader
 from documents import ReportCustomer, font_subset_cache, render_report
 from documents.agreement import render_agreement
 from documents.font_subset_cache import CACHE, SubsetCache
-from tests.report_fixtures import CUSTOMERS, report_data
-from tests.test_agreement import agreement_data
+from tests.report_fixtures import CUSTOMERS, agreement_data, report_data
 from tests.test_report import pdf_text, squash
 
 RARE = "鑫淼犇"  # in Noto Sans CJK SC, and in none of the fixtures' text
