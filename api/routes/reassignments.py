@@ -153,24 +153,27 @@ def _agreement_progress(sessions: SessionFactory, request_id: int) -> tuple[Stag
         return service.agreement_progress(session, request_id)
 
 
-async def _wait_for_agreement(sessions: SessionFactory, client: Client, workflow_id: str,
-                              request_id: int, seen: str | None, wait_seconds: float) -> None:
+async def _wait_for_agreement(
+    sessions: SessionFactory, client: Client, workflow_id: str, request_id: int,
+    seen: str | None, wait_seconds: float,
+) -> tuple[ReassignmentState | None, str | None] | None:
     """Returns once the workflow names an agreement other than `seen`, the request ends, or
-    `wait_seconds` pass. The check is two indexed reads every AGREEMENT_CHECK_S; the workflow is
-    queried only once the database holds such an agreement (it records the version before the
-    workflow's state names it)."""
+    `wait_seconds` pass: with the workflow's state when the wait ended on reading it (the
+    answer then needs no second query), else None. The check is two indexed reads every
+    AGREEMENT_CHECK_S; the workflow is queried only once the database holds such an agreement
+    (it records the version before the workflow's state names it)."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         stage, newest = await run_in_threadpool(_agreement_progress, sessions, request_id)
         if stage.is_terminal:
-            return
+            return None
         if newest is not None and newest != seen:
-            live, _ = await live_state(client, workflow_id)
+            live, live_error = await live_state(client, workflow_id)
             if live is None or live.agreement_sha256 == newest:
-                return
+                return live, live_error
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
-            return
+            return None
         await asyncio.sleep(min(AGREEMENT_CHECK_S, remaining))
 
 
@@ -193,13 +196,16 @@ async def get_request(
     """The stored record, plus `live`: the workflow's own state, when Temporal answers."""
     record = await run_in_threadpool(_detail, sessions, actor, request_id)  # 404 before waiting
     workflow_id = record.request.workflow_id
+    waited: tuple[ReassignmentState | None, str | None] | None = None
     if wait_for == "agreement" and client is not None and workflow_id:
-        await _wait_for_agreement(sessions, client, workflow_id, request_id,
-                                  seen_agreement_sha256, wait_seconds)
+        waited = await _wait_for_agreement(sessions, client, workflow_id, request_id,
+                                           seen_agreement_sha256, wait_seconds)
         record = await run_in_threadpool(_detail, sessions, actor, request_id)
     live: ReassignmentState | None = None
     live_error: str | None = "the workflow service (Temporal) is unavailable"
-    if client is not None and workflow_id:
+    if waited is not None:
+        live, live_error = waited
+    elif client is not None and workflow_id:
         live, live_error = await live_state(client, workflow_id)
     return RequestDetail(**record.request.model_dump(), approval_steps=record.approval_steps,
                          appeals=record.appeals, signature=record.signature, live=live,
