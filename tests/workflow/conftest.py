@@ -18,7 +18,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.policy import PolicyRules, default_terms
 from domain.stages import Reason, Stage
-from domain.workflow_dto import ReassignmentInput, ReassignmentState, workflow_id_for
+from domain.workflow_dto import (
+    ActionInput,
+    ReassignmentInput,
+    ReassignmentState,
+    workflow_id_for,
+)
 from models import PolicyVersion, ReassignmentRequest, RequestCustomer
 from models.db import SessionFactory
 from models.facts import trailing_revenue_fen
@@ -159,6 +164,16 @@ async def wait_stage(handle: WorkflowHandle, stage: Stage, timeout: float = 20.0
             and bool(s.history) and s.history[-1].event != "APPROVED")),
         timeout,
     )
+
+
+async def approve_all_levels(handle: WorkflowHandle) -> ReassignmentState:
+    """Each level's approver approves as soon as the level is open; the state after the last."""
+    state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
+    for level in state.levels:
+        await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
+        state = await handle.execute_update("approve", ActionInput(actor_id=level.approver_id),
+                                            result_type=ReassignmentState)
+    return state
 
 
 @pytest_asyncio.fixture

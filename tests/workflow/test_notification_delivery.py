@@ -30,7 +30,7 @@ from models import Employee, NotificationDelivery, NotificationRecord
 from models.db import SessionFactory
 from notifications.channels import DeliveryChannels, SmtpChannel, SmtpConfig
 from tests.factories import SmallOrg
-from tests.workflow.conftest import Harness, wait_stage, wait_until
+from tests.workflow.conftest import Harness, approve_all_levels, wait_stage, wait_until
 from worker import build_worker
 
 PUBLIC_URL = "https://baton.example.test"
@@ -216,10 +216,7 @@ async def test_refused_smtp_changes_nothing_and_is_recorded_failed(refusing_harn
     handle = await refusing_harness.submit_and_start(
         requester=org.manager_a, from_id=org.sales_a1, to_id=org.sales_a2,
         customers=org.customers_a1[:1])
-    state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
-    for level in state.levels:
-        await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
-        await handle.execute_update("approve", ActionInput(actor_id=level.approver_id))
+    await approve_all_levels(handle)
     state = await wait_until(handle, lambda s: s.stage == Stage.COMMUNICATION
                              and s.agreement_sha256 is not None)
     await handle.execute_update("sign", SignInput(

@@ -14,11 +14,10 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from domain.stages import Stage
-from domain.workflow_dto import ActionInput, ReassignmentState
 from models import RequestDocument
 from models.db import SessionFactory
 from tests.factories import SmallOrg
-from tests.workflow.conftest import Harness, wait_stage
+from tests.workflow.conftest import Harness, approve_all_levels
 from tests.workflow.test_signing_e2e import current_agreement
 from worker import BatonWorker, build_worker
 from workflows.reassignment import documents_task_queue
@@ -95,11 +94,7 @@ async def test_renders_run_in_a_process_of_their_own(time_env: WorkflowEnvironme
             handle = await harness.submit_and_start(
                 requester=org.manager_a, from_id=org.sales_a1, to_id=org.sales_a2,
                 customers=org.customers_a1[:1])
-            state = await wait_stage(handle, Stage.PENDING_APPROVAL, level=1)
-            for level in state.levels:
-                await wait_stage(handle, Stage.PENDING_APPROVAL, level=level.level)
-                await handle.execute_update("approve", ActionInput(actor_id=level.approver_id),
-                                            result_type=ReassignmentState)
+            await approve_all_levels(handle)
             state = await current_agreement(handle)
             assert state.stage == Stage.COMMUNICATION and state.report_sha256 is not None
             with sessions() as s:
